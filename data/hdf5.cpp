@@ -1,0 +1,364 @@
+#include "data/hdf5.hpp"
+
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "radar/error.hpp"
+
+namespace nfmimo::h5 {
+namespace {
+
+hid_t make_complex_type(hid_t component, std::size_t size) {
+  const hid_t t = H5Tcreate(H5T_COMPOUND, 2 * size);
+  H5Tinsert(t, "r", 0, component);
+  H5Tinsert(t, "i", size, component);
+  return t;
+}
+
+template <class T>
+constexpr bool is_complex_v = std::is_same_v<T, cfloat> || std::is_same_v<T, cdouble>;
+
+Handle dataspace_of(hid_t dataset) { return Handle(H5Dget_space(dataset), H5Sclose); }
+
+Dims dims_of(hid_t dataset) {
+  Handle space = dataspace_of(dataset);
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  Dims d(static_cast<std::size_t>(std::max(rank, 0)));
+  if (rank > 0) H5Sget_simple_extent_dims(space.get(), d.data(), nullptr);
+  return d;
+}
+
+hsize_t product(const Dims& d) {
+  hsize_t n = 1;
+  for (hsize_t x : d) n *= x;
+  return n;
+}
+
+Handle link_creation_properties() {
+  Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
+  H5Pset_create_intermediate_group(lcpl.get(), 1);
+  return lcpl;
+}
+
+}  // namespace
+
+void silence_library_errors() {
+  static std::once_flag once;
+  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+}
+
+template <>
+hid_t memory_type<float>() { return H5T_NATIVE_FLOAT; }
+template <>
+hid_t memory_type<double>() { return H5T_NATIVE_DOUBLE; }
+template <>
+hid_t memory_type<std::int32_t>() { return H5T_NATIVE_INT32; }
+template <>
+hid_t memory_type<std::int64_t>() { return H5T_NATIVE_INT64; }
+template <>
+hid_t memory_type<std::uint8_t>() { return H5T_NATIVE_UINT8; }
+template <>
+hid_t memory_type<cfloat>() {
+  static const hid_t t = make_complex_type(H5T_NATIVE_FLOAT, sizeof(float));
+  return t;
+}
+template <>
+hid_t memory_type<cdouble>() {
+  static const hid_t t = make_complex_type(H5T_NATIVE_DOUBLE, sizeof(double));
+  return t;
+}
+
+File::File(const std::string& path, Mode mode) : path_(path) {
+  silence_library_errors();
+  if (mode == Mode::Create) {
+    file_ = Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+    if (!file_) throw InputError(fmt::format("{}: cannot create the file (is the folder writable?)", path));
+    return;
+  }
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) throw InputError(fmt::format("{}: no such file", path));
+  if (std::filesystem::is_directory(path, ec)) throw InputError(fmt::format("{}: is a folder, not a file", path));
+  if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(fmt::format("{}: not an HDF5 file", path));
+  file_ = Handle(H5Fopen(path.c_str(), mode == Mode::Read ? H5F_ACC_RDONLY : H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
+  if (!file_) throw InputError(fmt::format("{}: cannot open the HDF5 file (damaged or locked?)", path));
+}
+
+void File::flush() const {
+  if (H5Fflush(id(), H5F_SCOPE_GLOBAL) < 0) throw InputError(fmt::format("{}: cannot flush (disk full?)", path_));
+}
+
+std::string File::where(const std::string& name) const { return fmt::format("{}: dataset '{}'", path_, name); }
+
+bool File::has(const std::string& name) const {
+  if (name == "/" ) return true;
+  // Check each path component so that a missing parent group is not an error.
+  std::string partial;
+  std::size_t pos = 0;
+  while (pos != std::string::npos) {
+    const std::size_t next = name.find('/', pos + 1);
+    partial = name.substr(0, next);
+    if (!partial.empty() && partial != "/") {
+      if (H5Lexists(id(), partial.c_str(), H5P_DEFAULT) <= 0) return false;
+    }
+    pos = next;
+  }
+  return H5Oexists_by_name(id(), name.c_str(), H5P_DEFAULT) > 0;
+}
+
+bool File::is_dataset(const std::string& name) const {
+  if (!has(name)) return false;
+  H5O_info_t info;
+#if H5_VERSION_GE(1, 12, 0)
+  if (H5Oget_info_by_name3(id(), name.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) return false;
+#else
+  if (H5Oget_info_by_name(id(), name.c_str(), &info, H5P_DEFAULT) < 0) return false;
+#endif
+  return info.type == H5O_TYPE_DATASET;
+}
+
+Handle File::open_dataset(const std::string& name) const {
+  if (!is_dataset(name)) throw InputError(fmt::format("{}: missing (expected a dataset; see docs/formats.md)", where(name)));
+  Handle d(H5Dopen2(id(), name.c_str(), H5P_DEFAULT), H5Dclose);
+  if (!d) throw InputError(fmt::format("{}: cannot be opened", where(name)));
+  return d;
+}
+
+Handle File::open_object(const std::string& name) const {
+  if (!has(name)) throw InputError(fmt::format("{}: no object '{}'", path_, name));
+  Handle o(H5Oopen(id(), name.c_str(), H5P_DEFAULT), H5Oclose);
+  if (!o) throw InputError(fmt::format("{}: cannot open '{}'", path_, name));
+  return o;
+}
+
+Dims File::shape(const std::string& name) const {
+  Handle d = open_dataset(name);
+  return dims_of(d.get());
+}
+
+bool File::is_complex(const std::string& name) const {
+  Handle d = open_dataset(name);
+  Handle type(H5Dget_type(d.get()), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_COMPOUND || H5Tget_nmembers(type.get()) != 2) return false;
+  if (H5Tget_member_index(type.get(), "r") < 0 || H5Tget_member_index(type.get(), "i") < 0) return false;
+  for (unsigned m = 0; m < 2; ++m)
+    if (H5Tget_member_class(type.get(), m) != H5T_FLOAT) return false;
+  return true;
+}
+
+template <class T>
+Array<T> File::read(const std::string& name) const {
+  Handle d = open_dataset(name);
+  Array<T> out;
+  out.dims = dims_of(d.get());
+  return read_rows<T>(name, 0, out.dims.empty() ? 1 : out.dims[0]);
+}
+
+template <class T>
+Array<T> File::read_rows(const std::string& name, hsize_t first, hsize_t count) const {
+  Handle d = open_dataset(name);
+  Handle type(H5Dget_type(d.get()), H5Tclose);
+  const H5T_class_t cls = H5Tget_class(type.get());
+  if constexpr (is_complex_v<T>) {
+    if (!is_complex(name))
+      throw InputError(fmt::format("{}: expected complex values stored as the compound {{r, i}} of floats", where(name)));
+  } else {
+    if (cls != H5T_FLOAT && cls != H5T_INTEGER)
+      throw InputError(fmt::format("{}: expected real numbers, found {}", where(name),
+                                   cls == H5T_COMPOUND ? "a compound (complex?) type" : "another type"));
+  }
+  Array<T> out;
+  out.dims = dims_of(d.get());
+  Handle file_space = dataspace_of(d.get());
+  if (out.dims.empty()) {  // scalar
+    out.data.resize(1);
+  } else {
+    if (first + count > out.dims[0])
+      throw InputError(fmt::format("{}: rows [{}, {}) out of range (the dataset has {})", where(name), first,
+                                   first + count, out.dims[0]));
+    Dims start(out.dims.size(), 0), size = out.dims;
+    start[0] = first;
+    size[0] = count;
+    H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, size.data(), nullptr);
+    out.dims = size;
+    out.data.resize(product(size));
+  }
+  Handle mem_space(H5Screate_simple(static_cast<int>(std::max<std::size_t>(out.dims.size(), 1)),
+                                    out.dims.empty() ? Dims{1}.data() : out.dims.data(), nullptr),
+                   H5Sclose);
+  if (!out.data.empty() &&
+      H5Dread(d.get(), memory_type<T>(), mem_space.get(), out.dims.empty() ? H5S_ALL : file_space.get(), H5P_DEFAULT,
+              out.data.data()) < 0)
+    throw InputError(fmt::format("{}: cannot be read as the expected type (damaged file or wrong element type)", where(name)));
+  return out;
+}
+
+template <class T>
+void File::write(const std::string& name, const Dims& dims, const T* data, const WriteOptions& options) {
+  if (has(name)) H5Ldelete(id(), name.c_str(), H5P_DEFAULT);
+  Dims maxdims = dims;
+  if (options.extendable) {
+    if (dims.empty()) throw Error("an extendable dataset needs at least one dimension");
+    maxdims[0] = H5S_UNLIMITED;
+  }
+  Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), maxdims.data()), H5Sclose);
+  Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  Dims chunk = options.chunk;
+  if (chunk.empty() && (options.extendable || options.gzip_level > 0) && !dims.empty()) {
+    chunk = dims;
+    chunk[0] = 1;  // one sample per chunk
+  }
+  if (!chunk.empty()) {
+    for (std::size_t i = 0; i < chunk.size(); ++i) chunk[i] = std::max<hsize_t>(chunk[i], 1);
+    H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data());
+    if (options.gzip_level > 0) H5Pset_deflate(dcpl.get(), static_cast<unsigned>(options.gzip_level));
+  }
+  Handle lcpl = link_creation_properties();
+  Handle d(H5Dcreate2(id(), name.c_str(), memory_type<T>(), space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT),
+           H5Dclose);
+  if (!d) throw InputError(fmt::format("{}: cannot be created", where(name)));
+  if (product(dims) > 0 && H5Dwrite(d.get(), memory_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+    throw InputError(fmt::format("{}: write failed (disk full?)", where(name)));
+}
+
+template <class T>
+void File::append(const std::string& name, const T* data, hsize_t rows) {
+  Handle d = open_dataset(name);
+  Dims dims = dims_of(d.get());
+  const hsize_t first = dims[0];
+  dims[0] += rows;
+  if (H5Dset_extent(d.get(), dims.data()) < 0)
+    throw InputError(fmt::format("{}: cannot be extended (not created extendable?)", where(name)));
+  Handle file_space = dataspace_of(d.get());
+  Dims start(dims.size(), 0), size = dims;
+  start[0] = first;
+  size[0] = rows;
+  H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, size.data(), nullptr);
+  Handle mem_space(H5Screate_simple(static_cast<int>(size.size()), size.data(), nullptr), H5Sclose);
+  if (H5Dwrite(d.get(), memory_type<T>(), mem_space.get(), file_space.get(), H5P_DEFAULT, data) < 0)
+    throw InputError(fmt::format("{}: append failed (disk full?)", where(name)));
+}
+
+void File::resize_rows(const std::string& name, hsize_t rows) {
+  Handle d = open_dataset(name);
+  Dims dims = dims_of(d.get());
+  dims[0] = rows;
+  if (H5Dset_extent(d.get(), dims.data()) < 0) throw InputError(fmt::format("{}: cannot be resized", where(name)));
+}
+
+namespace {
+
+Handle open_attribute_target(const File& f, const std::string& object) {
+  if (object == "/" || object.empty()) return Handle(H5Oopen(f.id(), "/", H5P_DEFAULT), H5Oclose);
+  if (!f.has(object)) throw InputError(fmt::format("{}: no object '{}' for attribute", f.path(), object));
+  return Handle(H5Oopen(f.id(), object.c_str(), H5P_DEFAULT), H5Oclose);
+}
+
+void write_attribute(const File& f, const std::string& object, const std::string& name, hid_t type,
+                     const void* value) {
+  Handle target = open_attribute_target(f, object);
+  if (H5Aexists(target.get(), name.c_str()) > 0) H5Adelete(target.get(), name.c_str());
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle a(H5Acreate2(target.get(), name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  if (!a || H5Awrite(a.get(), type, value) < 0)
+    throw InputError(fmt::format("{}: cannot write attribute '{}' on '{}'", f.path(), name, object));
+}
+
+}  // namespace
+
+void File::set_attribute(const std::string& object, const std::string& name, const std::string& value) {
+  // Variable-length UTF-8 string: h5py reads it as str, MATLAB's h5readatt as char.
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.get(), H5T_VARIABLE);
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  const char* p = value.c_str();
+  write_attribute(*this, object, name, type.get(), &p);
+}
+
+void File::set_attribute(const std::string& object, const std::string& name, long long value) {
+  const std::int64_t v = value;
+  write_attribute(*this, object, name, H5T_NATIVE_INT64, &v);
+}
+
+void File::set_attribute(const std::string& object, const std::string& name, double value) {
+  write_attribute(*this, object, name, H5T_NATIVE_DOUBLE, &value);
+}
+
+bool File::has_attribute(const std::string& object, const std::string& name) const {
+  if (object != "/" && !object.empty() && !has(object)) return false;
+  Handle target = open_attribute_target(*this, object);
+  return H5Aexists(target.get(), name.c_str()) > 0;
+}
+
+std::optional<std::string> File::string_attribute(const std::string& object, const std::string& name) const {
+  if (!has_attribute(object, name)) return std::nullopt;
+  Handle target = open_attribute_target(*this, object);
+  Handle a(H5Aopen(target.get(), name.c_str(), H5P_DEFAULT), H5Aclose);
+  Handle type(H5Aget_type(a.get()), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_STRING)
+    throw InputError(fmt::format("{}: attribute '{}' of '{}' is not a string", path_, name, object));
+  if (H5Tis_variable_str(type.get()) > 0) {
+    Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(mem.get(), H5T_VARIABLE);
+    H5Tset_cset(mem.get(), H5Tget_cset(type.get()));
+    char* p = nullptr;
+    if (H5Aread(a.get(), mem.get(), &p) < 0)
+      throw InputError(fmt::format("{}: cannot read attribute '{}'", path_, name));
+    std::string s = p ? p : "";
+    Handle space(H5Aget_space(a.get()), H5Sclose);
+    H5Dvlen_reclaim(mem.get(), space.get(), H5P_DEFAULT, &p);
+    return s;
+  }
+  const std::size_t size = H5Tget_size(type.get());
+  std::string s(size, '\0');
+  Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(mem.get(), size);
+  if (H5Aread(a.get(), mem.get(), s.data()) < 0)
+    throw InputError(fmt::format("{}: cannot read attribute '{}'", path_, name));
+  s.resize(std::strlen(s.c_str()));
+  return s;
+}
+
+std::optional<long long> File::int_attribute(const std::string& object, const std::string& name) const {
+  if (!has_attribute(object, name)) return std::nullopt;
+  Handle target = open_attribute_target(*this, object);
+  Handle a(H5Aopen(target.get(), name.c_str(), H5P_DEFAULT), H5Aclose);
+  Handle type(H5Aget_type(a.get()), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_INTEGER)
+    throw InputError(fmt::format("{}: attribute '{}' of '{}' is not an integer", path_, name, object));
+  std::int64_t v = 0;
+  H5Aread(a.get(), H5T_NATIVE_INT64, &v);
+  return v;
+}
+
+std::optional<double> File::double_attribute(const std::string& object, const std::string& name) const {
+  if (!has_attribute(object, name)) return std::nullopt;
+  Handle target = open_attribute_target(*this, object);
+  Handle a(H5Aopen(target.get(), name.c_str(), H5P_DEFAULT), H5Aclose);
+  Handle type(H5Aget_type(a.get()), H5Tclose);
+  const H5T_class_t cls = H5Tget_class(type.get());
+  if (cls != H5T_FLOAT && cls != H5T_INTEGER)
+    throw InputError(fmt::format("{}: attribute '{}' of '{}' is not a number", path_, name, object));
+  double v = 0;
+  H5Aread(a.get(), H5T_NATIVE_DOUBLE, &v);
+  return v;
+}
+
+#define NFMIMO_H5_INSTANTIATE(T)                                                                   \
+  template Array<T> File::read<T>(const std::string&) const;                                       \
+  template Array<T> File::read_rows<T>(const std::string&, hsize_t, hsize_t) const;                \
+  template void File::write<T>(const std::string&, const Dims&, const T*, const WriteOptions&);    \
+  template void File::append<T>(const std::string&, const T*, hsize_t);
+
+NFMIMO_H5_INSTANTIATE(float)
+NFMIMO_H5_INSTANTIATE(double)
+NFMIMO_H5_INSTANTIATE(std::int32_t)
+NFMIMO_H5_INSTANTIATE(std::int64_t)
+NFMIMO_H5_INSTANTIATE(std::uint8_t)
+NFMIMO_H5_INSTANTIATE(cfloat)
+NFMIMO_H5_INSTANTIATE(cdouble)
+#undef NFMIMO_H5_INSTANTIATE
+
+}  // namespace nfmimo::h5

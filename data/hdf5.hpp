@@ -1,0 +1,128 @@
+// A thin RAII layer over the HDF5 C API, shared by every file format of the project.
+//
+// Errors are InputErrors whose message names the file, the dataset and what is wrong. Complex data is stored
+// as the compound {r, i} (the h5py convention); reading converts float32/float64 compounds and real types
+// through HDF5's own conversion, so a file written with float64 reads into float buffers and vice versa.
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "radar/complex.hpp"
+
+namespace nfmimo::h5 {
+
+// Owns one hid_t and closes it with the matching H5*close.
+class Handle {
+ public:
+  using Closer = herr_t (*)(hid_t);
+  Handle() = default;
+  Handle(hid_t id, Closer closer) : id_(id), closer_(closer) {}
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  Handle(Handle&& o) noexcept : id_(o.id_), closer_(o.closer_) { o.id_ = H5I_INVALID_HID; }
+  Handle& operator=(Handle&& o) noexcept {
+    if (this != &o) {
+      reset();
+      id_ = o.id_;
+      closer_ = o.closer_;
+      o.id_ = H5I_INVALID_HID;
+    }
+    return *this;
+  }
+  ~Handle() { reset(); }
+  hid_t get() const { return id_; }
+  explicit operator bool() const { return id_ >= 0; }
+  void reset() {
+    if (id_ >= 0 && closer_) closer_(id_);
+    id_ = H5I_INVALID_HID;
+  }
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+  Closer closer_ = nullptr;
+};
+
+using Dims = std::vector<hsize_t>;
+
+template <class T>
+struct Array {
+  Dims dims;
+  std::vector<T> data;
+};
+
+struct WriteOptions {
+  Dims chunk;            // empty: contiguous (or automatic for extendable datasets)
+  int gzip_level = 0;    // 0: no compression
+  bool extendable = false;  // first dimension unlimited (for appending samples)
+};
+
+// The HDF5 memory type for T: float, double, int32, int64, uint8, cfloat and cdouble (compound {r, i}).
+template <class T>
+hid_t memory_type();
+
+class File {
+ public:
+  enum class Mode { Read, ReadWrite, Create };
+
+  // Opens or creates a file. Read and ReadWrite check that the file exists and is HDF5.
+  File(const std::string& path, Mode mode);
+  File(File&&) noexcept = default;
+  File& operator=(File&&) noexcept = default;
+
+  const std::string& path() const { return path_; }
+  hid_t id() const { return file_.get(); }
+  void flush() const;
+
+  bool has(const std::string& name) const;  // a dataset or group exists at this path
+  bool is_dataset(const std::string& name) const;
+  Dims shape(const std::string& name) const;  // InputError if missing
+  // True when the dataset's elements are a compound with members r and i (complex).
+  bool is_complex(const std::string& name) const;
+
+  template <class T>
+  Array<T> read(const std::string& name) const;
+  // Reads rows [first, first + count) along the first dimension.
+  template <class T>
+  Array<T> read_rows(const std::string& name, hsize_t first, hsize_t count) const;
+
+  template <class T>
+  void write(const std::string& name, const Dims& dims, const T* data, const WriteOptions& options = {});
+  template <class T>
+  void write(const std::string& name, const std::vector<T>& data) {
+    write<T>(name, Dims{data.size()}, data.data());
+  }
+  // Appends `rows` rows to an extendable dataset (created by write with extendable = true).
+  template <class T>
+  void append(const std::string& name, const T* data, hsize_t rows);
+  // Shrinks or grows the first dimension of an extendable dataset.
+  void resize_rows(const std::string& name, hsize_t rows);
+
+  // Attributes on the root ("/") or on a dataset or group path.
+  void set_attribute(const std::string& object, const std::string& name, const std::string& value);
+  void set_attribute(const std::string& object, const std::string& name, long long value);
+  void set_attribute(const std::string& object, const std::string& name, double value);
+  bool has_attribute(const std::string& object, const std::string& name) const;
+  std::optional<std::string> string_attribute(const std::string& object, const std::string& name) const;
+  std::optional<long long> int_attribute(const std::string& object, const std::string& name) const;
+  std::optional<double> double_attribute(const std::string& object, const std::string& name) const;
+
+  // "FILE: dataset 'NAME': " prefix for messages.
+  std::string where(const std::string& name) const;
+
+ private:
+  Handle open_dataset(const std::string& name) const;
+  Handle open_object(const std::string& name) const;
+  std::string path_;
+  Handle file_;
+};
+
+// Silences HDF5's own error printing (we report errors ourselves); called once by File.
+void silence_library_errors();
+
+}  // namespace nfmimo::h5

@@ -1,0 +1,113 @@
+// nfmimo reconstruct IN --out OUT [--method ...] [--device ...] [--png P] [--vti V]
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "data/atomic_file.hpp"
+#include "data/measurement_file.hpp"
+#include "data/viewer.hpp"
+#include "kernels/imager.hpp"
+#include "radar/error.hpp"
+#include "radar/names.hpp"
+#include "tools/commands.hpp"
+
+namespace nfmimo {
+namespace {
+
+struct ReconstructOptions {
+  std::string input, output, method = "adjoint", mode = "exact", device = "auto", png, vti, grid;
+  bool complex = false, force = false;
+  int batch = 64;
+};
+
+// Checks every output path before any work is done, so a run that would fail at the end fails at once and
+// leaves nothing behind.
+void check_outputs(const ReconstructOptions& o) {
+  for (const std::string* path : {&o.output, &o.png, &o.vti}) {
+    if (path->empty()) continue;
+    require_distinct_paths(o.input, *path);
+    AtomicOutput probe(*path, o.force);  // validates folder and overwrite rules; creates nothing
+  }
+}
+
+void run(const ReconstructOptions& o) {
+  check_outputs(o);
+  const Method method = parse_method(o.method);
+  const ImagingMode mode = parse_mode(o.mode);
+  require(o.batch >= 1, fmt::format("--batch must be positive (got {})", o.batch));
+  MeasurementSet m = read_measurements(o.input, {.load_targets = false});
+  ImagingGrid grid;
+  if (!o.grid.empty())
+    grid = parse_grid(o.grid);
+  else if (m.grid)
+    grid = *m.grid;
+  else
+    grid = ImagingGrid::paper();
+  validate_grid(grid, m.system, o.grid.empty() ? o.input + ": /grid" : "--grid");
+
+  const Imager imager(m.system, grid, parse_device(o.device), o.batch);
+  const std::size_t V = grid.voxels();
+  std::vector<cfloat> x(V * m.frames);
+  const auto t0 = std::chrono::steady_clock::now();
+  imager.image(method, mode, m.measurements.data(), x.data(), m.frames);
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+
+  VolumeSet v;
+  v.grid = grid;
+  v.frames = m.frames;
+  v.method = fmt::format("{} ({})", to_string(method), to_string(mode));
+  v.source = std::filesystem::absolute(o.input).string();
+  v.device = imager.device_description();
+  if (o.complex) {
+    v.complex = std::move(x);
+  } else {
+    v.magnitude.resize(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) v.magnitude[i] = std::abs(x[i]);
+  }
+  std::vector<float> magnitude = o.complex ? std::vector<float>(v.complex.size()) : std::vector<float>{};
+  if (o.complex)
+    for (std::size_t i = 0; i < v.complex.size(); ++i) magnitude[i] = std::abs(v.complex[i]);
+  const std::vector<float>& mag = o.complex ? magnitude : v.magnitude;
+
+  write_volumes(o.output, v, o.force);
+  if (!o.png.empty()) {
+    std::vector<std::vector<FigureCell>> rows;
+    const int shown = std::min(m.frames, 8);
+    for (int n = 0; n < shown; ++n)
+      rows.push_back({FigureCell{fmt::format("frame {}: {}", n, v.method), mag.data() + n * V}});
+    FigureOptions fo;
+    fo.title = fmt::format("{} - {}", std::filesystem::path(o.input).filename().string(), v.method);
+    write_projection_png(o.png, grid, rows, fo, o.force);
+  }
+  if (!o.vti.empty()) {
+    std::vector<const float*> frames;
+    for (int n = 0; n < m.frames; ++n) frames.push_back(mag.data() + n * V);
+    write_vti(o.vti, grid, frames, "magnitude", o.force);
+  }
+  std::printf("reconstructed %d frame%s with %s on %s in %.1f ms (%.3f ms/frame) -> %s\n", m.frames,
+              m.frames == 1 ? "" : "s", v.method.c_str(), v.device.c_str(), ms, ms / m.frames, o.output.c_str());
+}
+
+}  // namespace
+
+void add_reconstruct_command(CLI::App& app) {
+  auto o = std::make_shared<ReconstructOptions>();
+  CLI::App* c = app.add_subcommand("reconstruct", "Reconstruct volumes from a measurement file");
+  c->add_option("input", o->input, "Measurement file (HDF5, docs/formats.md)")->required();
+  c->add_option("--out,-o", o->output, "Volume file to write (HDF5)")->required();
+  c->add_option("--method,-m", o->method, "adjoint | backprojection | kirchhoff")->capture_default_str();
+  c->add_option("--mode", o->mode, "exact | fast (FFT range compression; uniform sweeps)")->capture_default_str();
+  c->add_option("--device,-d", o->device, "auto | cpu | cuda")->capture_default_str();
+  c->add_option("--png", o->png, "Also write maximum-intensity projections in dB (PNG)");
+  c->add_option("--vti", o->vti, "Also write a VTK image file for ParaView");
+  c->add_option("--grid", o->grid, "Imaging grid 'x0:x1:nx,y0:y1:ny,z0:z1:nz' (m) or 'paper'; default: the file's /grid, else paper");
+  c->add_option("--batch", o->batch, "Frames per GPU launch")->capture_default_str();
+  c->add_flag("--complex", o->complex, "Store complex volumes instead of magnitudes");
+  c->add_flag("--force,-f", o->force, "Replace existing output files");
+  c->callback([o] { run(*o); });
+}
+
+}  // namespace nfmimo

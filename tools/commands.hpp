@@ -1,0 +1,21 @@
+// The subcommands of the `nfmimo` binary. Each adds itself to the application; errors are thrown as
+// nfmimo::Error (exit code 2 with one clear message) and handled in main.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+#include "radar/system.hpp"
+
+namespace nfmimo {
+
+void add_reconstruct_command(CLI::App& app);
+void add_simulate_command(CLI::App& app);
+void add_info_command(CLI::App& app);
+
+// Shared option parsing.
+// "x0:x1:n,y0:y1:n,z0:z1:n" (metres) or "paper".
+ImagingGrid parse_grid(const std::string& text);
+
+}  // namespace nfmimo

@@ -1,0 +1,31 @@
+#include <sstream>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "radar/error.hpp"
+#include "tools/commands.hpp"
+
+namespace nfmimo {
+
+ImagingGrid parse_grid(const std::string& text) {
+  if (text == "paper") return ImagingGrid::paper();
+  std::vector<Axis> axes;
+  std::stringstream parts(text);
+  std::string part;
+  while (std::getline(parts, part, ',')) {
+    double a = 0, b = 0;
+    int n = 0;
+    char c1 = 0, c2 = 0;
+    std::stringstream s(part);
+    if (!(s >> a >> c1 >> b >> c2 >> n) || c1 != ':' || c2 != ':' || !(s >> std::ws).eof())
+      throw InputError(fmt::format("--grid: '{}' is not 'first:last:count' (metres)", part));
+    require(n >= 1, fmt::format("--grid: '{}' needs a positive count", part));
+    require(n == 1 || b > a, fmt::format("--grid: '{}' must increase", part));
+    axes.push_back(Axis::linspace(a, b, n));
+  }
+  require(axes.size() == 3, fmt::format("--grid: '{}' needs three axes 'x0:x1:nx,y0:y1:ny,z0:z1:nz'", text));
+  return ImagingGrid(axes[0], axes[1], axes[2]);
+}
+
+}  // namespace nfmimo
