@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <memory>
 
 #include <fmt/format.h>
@@ -9,16 +10,16 @@
 #include "data/atomic_file.hpp"
 #include "data/measurement_file.hpp"
 #include "data/viewer.hpp"
-#include "kernels/imager.hpp"
 #include "radar/error.hpp"
-#include "radar/names.hpp"
+#include "tools/methods.hpp"
 #include "tools/commands.hpp"
 
 namespace nfmimo {
 namespace {
 
 struct ReconstructOptions {
-  std::string input, output, method = "adjoint", mode = "exact", device = "auto", png, vti, grid;
+  std::string input, output, method = "adjoint", mode = "exact", device = "auto", png, vti, grid, model, precision;
+  std::vector<std::string> params;
   bool complex = false, force = false;
   int batch = 64;
 };
@@ -33,10 +34,18 @@ void check_outputs(const ReconstructOptions& o) {
   }
 }
 
+std::map<std::string, std::string> parse_params(const std::vector<std::string>& params) {
+  std::map<std::string, std::string> out;
+  for (const auto& p : params) {
+    const auto eq = p.find('=');
+    require(eq != std::string::npos && eq > 0, fmt::format("--param '{}' is not key=value", p));
+    out[p.substr(0, eq)] = p.substr(eq + 1);
+  }
+  return out;
+}
+
 void run(const ReconstructOptions& o) {
   check_outputs(o);
-  const Method method = parse_method(o.method);
-  const ImagingMode mode = parse_mode(o.mode);
   require(o.batch >= 1, fmt::format("--batch must be positive (got {})", o.batch));
   MeasurementSet m = read_measurements(o.input, {.load_targets = false});
   ImagingGrid grid;
@@ -48,31 +57,37 @@ void run(const ReconstructOptions& o) {
     grid = ImagingGrid::paper();
   validate_grid(grid, m.system, o.grid.empty() ? o.input + ": /grid" : "--grid");
 
-  const Imager imager(m.system, grid, parse_device(o.device), o.batch);
-  const std::size_t V = grid.voxels();
-  std::vector<cfloat> x(V * m.frames);
+  MethodContext context;
+  context.system = &m.system;
+  context.grid = &grid;
+  context.measurements = m.measurements.data();
+  context.frames = m.frames;
+  context.device = parse_device(o.device);
+  context.mode = o.mode;
+  context.batch = o.batch;
+  context.model = o.model;
+  context.precision = o.precision;
+  context.params = parse_params(o.params);
+
   const auto t0 = std::chrono::steady_clock::now();
-  imager.image(method, mode, m.measurements.data(), x.data(), m.frames);
+  MethodResult result = run_method(o.method, context);
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  const std::size_t V = grid.voxels();
 
   VolumeSet v;
   v.grid = grid;
   v.frames = m.frames;
-  v.method = fmt::format("{} ({})", to_string(method), to_string(mode));
+  v.method = result.label;
   v.source = std::filesystem::absolute(o.input).string();
-  v.device = imager.device_description();
+  v.device = result.device;
   if (o.complex) {
-    v.complex = std::move(x);
+    require(!result.complex.empty(), fmt::format("--complex: method '{}' produces magnitudes only", o.method));
+    v.complex = result.complex;
   } else {
-    v.magnitude.resize(x.size());
-    for (std::size_t i = 0; i < x.size(); ++i) v.magnitude[i] = std::abs(x[i]);
+    v.magnitude = result.magnitude;
   }
-  std::vector<float> magnitude = o.complex ? std::vector<float>(v.complex.size()) : std::vector<float>{};
-  if (o.complex)
-    for (std::size_t i = 0; i < v.complex.size(); ++i) magnitude[i] = std::abs(v.complex[i]);
-  const std::vector<float>& mag = o.complex ? magnitude : v.magnitude;
-
   write_volumes(o.output, v, o.force);
+  const std::vector<float>& mag = result.magnitude;
   if (!o.png.empty()) {
     std::vector<std::vector<FigureCell>> rows;
     const int shown = std::min(m.frames, 8);
@@ -98,13 +113,16 @@ void add_reconstruct_command(CLI::App& app) {
   CLI::App* c = app.add_subcommand("reconstruct", "Reconstruct volumes from a measurement file");
   c->add_option("input", o->input, "Measurement file (HDF5, docs/formats.md)")->required();
   c->add_option("--out,-o", o->output, "Volume file to write (HDF5)")->required();
-  c->add_option("--method,-m", o->method, "adjoint | backprojection | kirchhoff")->capture_default_str();
+  c->add_option("--method,-m", o->method, "Method: " + method_names())->capture_default_str();
   c->add_option("--mode", o->mode, "exact | fast (FFT range compression; uniform sweeps)")->capture_default_str();
   c->add_option("--device,-d", o->device, "auto | cpu | cuda")->capture_default_str();
   c->add_option("--png", o->png, "Also write maximum-intensity projections in dB (PNG)");
   c->add_option("--vti", o->vti, "Also write a VTK image file for ParaView");
   c->add_option("--grid", o->grid, "Imaging grid 'x0:x1:nx,y0:y1:ny,z0:z1:nz' (m) or 'paper'; default: the file's /grid, else paper");
   c->add_option("--batch", o->batch, "Frames per GPU launch")->capture_default_str();
+  c->add_option("--model", o->model, "Weights file of a learned method");
+  c->add_option("--precision", o->precision, "fp32 | tf32 | fp16 (learned methods on the GPU)");
+  c->add_option("--param", o->params, "Method-specific option key=value (repeatable)");
   c->add_flag("--complex", o->complex, "Store complex volumes instead of magnitudes");
   c->add_flag("--force,-f", o->force, "Replace existing output files");
   c->callback([o] { run(*o); });

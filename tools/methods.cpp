@@ -1,0 +1,40 @@
+#include "tools/methods.hpp"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "radar/error.hpp"
+
+namespace nfmimo {
+
+const std::vector<MethodEntry>& all_methods() {
+  static const std::vector<MethodEntry> table = [] {
+    std::vector<MethodEntry> t;
+    for (auto family : {analytic_methods})
+      for (auto& e : family()) t.push_back(std::move(e));
+    return t;
+  }();
+  return table;
+}
+
+std::string method_names() {
+  std::string s;
+  for (const auto& e : all_methods()) s += (s.empty() ? "" : ", ") + e.name;
+  return s;
+}
+
+MethodResult run_method(const std::string& name, const MethodContext& context) {
+  for (const auto& e : all_methods())
+    if (e.name == name) {
+      MethodResult r = e.run(context);
+      if (r.magnitude.empty()) {
+        r.magnitude.resize(r.complex.size());
+        for (std::size_t i = 0; i < r.complex.size(); ++i) r.magnitude[i] = std::abs(r.complex[i]);
+      }
+      return r;
+    }
+  throw InputError(fmt::format("unknown method '{}' (known: {})", name, method_names()));
+}
+
+}  // namespace nfmimo

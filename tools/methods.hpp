@@ -1,0 +1,53 @@
+// Reconstruction methods by name: one table that `reconstruct`, `evaluate` and `bench` share.
+//
+// Each family of methods (analytic, learned, iterative) contributes its entries from its own file through one
+// function listed in methods.cpp.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kernels/device.hpp"
+#include "radar/complex.hpp"
+#include "radar/system.hpp"
+
+namespace nfmimo {
+
+struct MethodContext {
+  const RadarSystem* system = nullptr;
+  const ImagingGrid* grid = nullptr;
+  const cfloat* measurements = nullptr;  // host [frames, K, T, R]
+  int frames = 0;
+  DeviceKind device = DeviceKind::Auto;  // as requested; methods resolve it
+  std::string mode = "exact";            // physics operator mode: exact | fast
+  int batch = 64;                        // frames per device launch
+  std::string model;                     // weights file for learned methods
+  std::string precision;                 // fp32 | tf32 | fp16 | "" (method default)
+  std::map<std::string, std::string> params;  // method-specific options from --param key=value
+};
+
+struct MethodResult {
+  std::vector<cfloat> complex;   // [frames, V] when the method produces complex volumes
+  std::vector<float> magnitude;  // [frames, V] otherwise (filled from `complex` by run_method when empty)
+  std::string label;             // for files and figures, e.g. "adjoint (exact)"
+  std::string device;            // what ran it, e.g. "cpu (2 threads)"
+};
+
+struct MethodEntry {
+  std::string name;
+  std::string help;
+  std::function<MethodResult(const MethodContext&)> run;
+};
+
+// All methods, in the order `--help` lists them.
+const std::vector<MethodEntry>& all_methods();
+// Runs a method by name (InputError naming the known methods when unknown); fills `magnitude`.
+MethodResult run_method(const std::string& name, const MethodContext& context);
+std::string method_names();  // "adjoint, backprojection, ..."
+
+// The families (one file each).
+std::vector<MethodEntry> analytic_methods();
+
+}  // namespace nfmimo
