@@ -1,0 +1,183 @@
+// File formats: HDF5 round trips, interop with h5py both ways, viewer exports.
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "data/atomic_file.hpp"
+#include "data/hdf5.hpp"
+#include "data/measurement_file.hpp"
+#include "data/viewer.hpp"
+#include "radar/error.hpp"
+#include "tests/cli_util.hpp"
+#include "tests/test_util.hpp"
+
+namespace nfmimo {
+namespace {
+
+using test::ScratchDir;
+
+MeasurementSet sample_set(int frames) {
+  MeasurementSet m;
+  m.system = test::small_system(false);
+  m.grid = test::small_grid();
+  m.frames = frames;
+  m.measurements = test::random_complex<float>(m.system.samples_per_frame() * frames, 1);
+  m.targets = test::random_complex<float>(m.grid->voxels() * frames, 2);
+  for (int i = 0; i < frames; ++i) m.snr_db.push_back(20.0f + i);
+  return m;
+}
+
+TEST(MeasurementFile, RoundTrip) {
+  ScratchDir dir;
+  const MeasurementSet m = sample_set(3);
+  write_measurements(dir / "m.h5", m);
+  const MeasurementSet r = read_measurements(dir / "m.h5");
+  EXPECT_EQ(r.frames, 3);
+  EXPECT_FALSE(r.single_frame);
+  EXPECT_EQ(r.measurements, m.measurements);
+  EXPECT_EQ(r.targets, m.targets);
+  EXPECT_EQ(r.snr_db, m.snr_db);
+  EXPECT_FALSE(describe_difference(r.system, m.system, 1e-15).has_value());
+  ASSERT_TRUE(r.grid.has_value());
+  EXPECT_FALSE(describe_difference(*r.grid, *m.grid, 1e-12).has_value());
+  EXPECT_EQ(r.system.sweep.frequencies(), m.system.sweep.frequencies());  // float64 kept bit-exact
+  const MeasurementHeader h = read_measurement_header(dir / "m.h5");
+  EXPECT_EQ(h.frames, 3);
+  EXPECT_TRUE(h.has_targets);
+}
+
+TEST(MeasurementFile, SingleFrameAndGzip) {
+  ScratchDir dir;
+  MeasurementSet m = sample_set(1);
+  m.single_frame = true;
+  m.targets.clear();
+  m.snr_db.clear();
+  write_measurements(dir / "one.h5", m, {.overwrite = false, .gzip_level = 4});
+  h5::File f(dir / "one.h5", h5::File::Mode::Read);
+  EXPECT_EQ(f.shape("/measurements").size(), 3u);
+  const MeasurementSet r = read_measurements(dir / "one.h5");
+  EXPECT_TRUE(r.single_frame);
+  EXPECT_EQ(r.frames, 1);
+  EXPECT_EQ(r.measurements, m.measurements);
+}
+
+TEST(MeasurementFile, RefusesToOverwriteUnlessAsked) {
+  ScratchDir dir;
+  const MeasurementSet m = sample_set(1);
+  write_measurements(dir / "m.h5", m);
+  EXPECT_THROW(write_measurements(dir / "m.h5", m), InputError);
+  EXPECT_NO_THROW(write_measurements(dir / "m.h5", m, {.overwrite = true}));
+  EXPECT_EQ(dir.file_count(), 1u);  // no temporaries left behind
+}
+
+TEST(VolumeFile, RoundTripMagnitudeAndComplex) {
+  ScratchDir dir;
+  VolumeSet v;
+  v.grid = test::small_grid();
+  v.frames = 2;
+  v.complex = test::random_complex<float>(v.grid.voxels() * 2, 5);
+  v.method = "adjoint (exact)";
+  v.device = "cpu";
+  v.source = "/x.h5";
+  write_volumes(dir / "c.h5", v);
+  const VolumeSet c = read_volumes(dir / "c.h5");
+  EXPECT_EQ(c.complex, v.complex);
+  EXPECT_EQ(c.method, v.method);
+  v.magnitude.resize(v.complex.size());
+  for (std::size_t i = 0; i < v.complex.size(); ++i) v.magnitude[i] = std::abs(v.complex[i]);
+  v.complex.clear();
+  write_volumes(dir / "m.h5", v);
+  const VolumeSet m = read_volumes(dir / "m.h5");
+  EXPECT_EQ(m.magnitude, v.magnitude);
+  EXPECT_TRUE(m.complex.empty());
+  EXPECT_THROW(read_measurements(dir / "m.h5"), InputError);  // a volume file is not a measurement file
+}
+
+TEST(Interop, ReadsFileWrittenByH5py) {
+  ScratchDir dir;
+  const auto r = test::run_command(test::python() + " " + NFMIMO_SOURCE_DIR "/tests/interop/h5py_interop.py write-measurements " +
+                                   (dir / "py.h5"));
+  ASSERT_EQ(r.exit_code, 0) << "python3-h5py is required (tools/scripts/setup.sh installs it): " << r.output;
+  const MeasurementSet m = read_measurements(dir / "py.h5");
+  ASSERT_EQ(m.frames, 2);
+  EXPECT_FALSE(describe_difference(m.system, paper_system(5)).has_value());
+  const int K = 5, T = 12, R = 13;
+  for (int n = 0; n < 2; ++n)
+    for (int k = 0; k < K; ++k)
+      for (int t = 0; t < T; ++t)
+        for (int rr = 0; rr < R; ++rr) {
+          const cfloat v = m.measurements[((std::size_t(n) * K + k) * T + t) * R + rr];
+          ASSERT_EQ(v, cfloat(n + 0.25f * k, t - 0.5f * rr)) << n << " " << k << " " << t << " " << rr;
+        }
+  EXPECT_FALSE(describe_difference(*m.grid, ImagingGrid::paper()).has_value());
+}
+
+TEST(Interop, H5pyReadsOurFiles) {
+  ScratchDir dir;
+  const MeasurementSet m = sample_set(2);
+  write_measurements(dir / "m.h5", m);
+  const auto r = test::run_command(test::python() + " " NFMIMO_SOURCE_DIR "/tests/interop/h5py_interop.py describe " + (dir / "m.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["attrs"]["nfmimo_format"], "measurements");
+  EXPECT_EQ(j["attrs"]["nfmimo_version"], 1);
+  EXPECT_EQ(j["measurements"]["dtype"], "complex64");
+  EXPECT_EQ(j["measurements"]["shape"], (std::vector<int>{2, 4, 3, 4}));
+  double sr = 0, si = 0;
+  for (const cfloat& v : m.measurements) sr += v.real(), si += v.imag();
+  EXPECT_NEAR(j["measurements"]["sum_real"].get<double>(), sr, 1e-9 * m.measurements.size());
+  EXPECT_NEAR(j["measurements"]["sum_imag"].get<double>(), si, 1e-9 * m.measurements.size());
+  EXPECT_EQ(j["targets"]["shape"], (std::vector<int>{2, 5, 4, 6}));
+  EXPECT_EQ(j["snr_db"]["dtype"], "float32");
+}
+
+TEST(Viewer, ProjectionsAreMaxima) {
+  const ImagingGrid g = test::small_grid();
+  std::vector<float> v(g.voxels(), 0.1f);
+  v[g.index(1, 2, 3)] = 5.0f;
+  const Projections p = max_intensity_projections(g, v.data());
+  EXPECT_EQ(p.top[1 * g.y().size + 2], 5.0f);
+  EXPECT_EQ(p.side[2 * g.z().size + 3], 5.0f);
+  EXPECT_EQ(p.top[0], 0.1f);
+}
+
+TEST(Viewer, WritesPngAndVti) {
+  ScratchDir dir;
+  const ImagingGrid g = ImagingGrid::paper();
+  std::vector<float> v(g.voxels());
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = 1.0f / (1.0f + float(i % 97));
+  write_projection_png(dir / "p.png", g, {{{"a", v.data()}, {"b", v.data()}}}, {.title = "t"});
+  std::ifstream png(dir / "p.png", std::ios::binary);
+  char magic[8];
+  png.read(magic, 8);
+  EXPECT_EQ(std::string(magic + 1, 3), "PNG");
+
+  write_vti(dir / "v.vti", g, {v.data()}, "magnitude");
+  std::ifstream vti(dir / "v.vti", std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(vti)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("WholeExtent=\"0 24 0 24 0 48\""), std::string::npos);
+  EXPECT_NE(text.find("Origin=\"-0.14999999999999999 -0.14999999999999999 0.34999999999999998\""), std::string::npos);
+  // Appended raw data: 8-byte length, then x-fastest floats. Point (ix=1, iy=0, iz=0) is the 2nd value.
+  const std::size_t start = text.find("encoding=\"raw\">\n   _") + 20;
+  std::uint64_t bytes = 0;
+  std::memcpy(&bytes, text.data() + start, 8);
+  EXPECT_EQ(bytes, g.voxels() * 4);
+  float second = 0;
+  std::memcpy(&second, text.data() + start + 8 + 4, 4);
+  EXPECT_EQ(second, v[g.index(1, 0, 0)]);
+}
+
+TEST(AtomicOutput, RemovesTemporaryWhenAbandoned) {
+  ScratchDir dir;
+  {
+    AtomicOutput out(dir / "x.bin");
+    std::ofstream(out.temporary_path()) << "partial";
+    EXPECT_EQ(dir.file_count(), 1u);
+  }
+  EXPECT_EQ(dir.file_count(), 0u);
+  EXPECT_THROW(AtomicOutput(dir / "no/such/folder/x.bin"), InputError);
+}
+
+}  // namespace
+}  // namespace nfmimo
