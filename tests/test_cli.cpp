@@ -6,6 +6,7 @@
 #include <functional>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "data/hdf5.hpp"
 #include "data/measurement_file.hpp"
@@ -177,6 +178,31 @@ TEST(Cli, MissingAndNonHdf5Files) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("'zero'"), std::string::npos) << r.output;
   EXPECT_EQ(dir.file_count(), 1u);  // only text.h5
+}
+
+// The benchmark harness in quick mode: a complete JSON report whose every row was checked against the reference,
+// so a fast but wrong kernel cannot pass unnoticed.
+TEST(Cli, BenchQuickModeReportIsCompleteAndChecked) {
+  ScratchDir dir;
+  const auto r = run_cli("bench --quick --device cpu --batch 1,2 --freqs 5 --methods adjoint,kirchhoff,forward --modes exact,fast --json " +
+                         (dir / "b.json") + " --csv " + (dir / "b.csv"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream f(dir / "b.json");
+  const auto j = nlohmann::json::parse(f);
+  for (const char* key : {"cpu", "threads", "compiler", "git_commit", "date"}) EXPECT_TRUE(j["environment"].contains(key)) << key;
+  EXPECT_GT(j["ceilings"]["cpu"]["flops_per_s"].get<double>(), 1e9);
+  EXPECT_GT(j["ceilings"]["cpu"]["bytes_per_s"].get<double>(), 1e8);
+  // adjoint exact+fast, kirchhoff exact, forward: 4 operations x 2 batches.
+  ASSERT_EQ(j["rows"].size(), 8u);
+  for (const auto& row : j["rows"]) {
+    for (const char* key : {"op", "mode", "device", "batch", "latency_ms", "us_per_volume", "volumes_per_s",
+                            "floor_us_per_volume", "times_floor", "check"})
+      EXPECT_TRUE(row.contains(key)) << key;
+    EXPECT_GT(row["us_per_volume"].get<double>(), 0);
+    EXPECT_GT(row["floor_us_per_volume"].get<double>(), 0);
+    EXPECT_TRUE(row["check"]["passed"].get<bool>()) << row.dump();
+    EXPECT_GT(row["check"]["relative_error"].get<double>(), 0) << "a zero error means the check compared nothing";
+  }
 }
 
 }  // namespace

@@ -1,0 +1,101 @@
+#include <cuda_runtime.h>
+
+#include "kernels/cuda_check.hpp"
+#include "kernels/device_buffer.hpp"
+#include "kernels/gpu_timing.hpp"
+
+namespace nfmimo {
+
+struct GpuEventTimer::Impl {
+  CudaEvent start, stop;
+};
+
+GpuEventTimer::GpuEventTimer() : impl_(std::make_unique<Impl>()) {}
+GpuEventTimer::~GpuEventTimer() = default;
+void GpuEventTimer::start(CUstream_st* s) { impl_->start.record(s); }
+void GpuEventTimer::stop(CUstream_st* s) { impl_->stop.record(s); }
+double GpuEventTimer::elapsed_ms() const { return impl_->stop.since(impl_->start); }
+
+GpuStreamHandle::GpuStreamHandle() { NFMIMO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
+GpuStreamHandle::~GpuStreamHandle() {
+  if (stream_) NFMIMO_CUDA_LOG(cudaStreamDestroy(stream_));
+}
+void GpuStreamHandle::synchronize() const { NFMIMO_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+void gpu_synchronize(CUstream_st* s) { NFMIMO_CUDA_CHECK(cudaStreamSynchronize(s)); }
+
+std::size_t gpu_memory_used() {
+  std::size_t free = 0, total = 0;
+  if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return total - free;
+}
+
+namespace {
+
+// 8 independent FMA chains per thread keep the pipes full; the result is written so nothing is optimised away.
+__global__ void fma_peak_kernel(float* out, int iterations, float a, float b) {
+  float v[8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i) v[i] = threadIdx.x * 1e-3f + i;
+  for (int it = 0; it < iterations; ++it)
+#pragma unroll
+    for (int i = 0; i < 8; ++i) v[i] = fmaf(v[i], a, b);
+  float s = 0;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) s += v[i];
+  if (s == 1234.5f) out[threadIdx.x] = s;
+}
+
+__global__ void copy_kernel(const float4* __restrict__ in, float4* __restrict__ out, long long n) {
+  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<long long>(gridDim.x) * blockDim.x)
+    out[i] = in[i];
+}
+
+}  // namespace
+
+GpuCeilings measure_gpu_ceilings() {
+  GpuCeilings c;
+  CudaStream stream;
+  CudaEvent t0, t1;
+  int sms = 0;
+  NFMIMO_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  DeviceBuffer<float> sink(1024);
+  const int iterations = 1 << 14, blocks = sms * 16, threads = 256;
+  fma_peak_kernel<<<blocks, threads, 0, stream.get()>>>(sink.data(), 64, 0.999f, 1e-3f);  // warm-up
+  t0.record(stream.get());
+  fma_peak_kernel<<<blocks, threads, 0, stream.get()>>>(sink.data(), iterations, 0.999f, 1e-3f);
+  t1.record(stream.get());
+  NFMIMO_CUDA_CHECK_LAUNCH();
+  const double ms = t1.since(t0);
+  c.fp32_tflops = 2.0 * 8 * iterations * double(blocks) * threads / (ms * 1e-3) / 1e12;
+
+  const long long n = 1ll << 26;  // 1 GiB in, 1 GiB out (float4)
+  DeviceBuffer<float4> a(n), b(n);
+  copy_kernel<<<sms * 8, 512, 0, stream.get()>>>(a.data(), b.data(), n);
+  double best = 1e30;
+  for (int rep = 0; rep < 5; ++rep) {
+    t0.record(stream.get());
+    copy_kernel<<<sms * 8, 512, 0, stream.get()>>>(a.data(), b.data(), n);
+    t1.record(stream.get());
+    best = std::min(best, double(t1.since(t0)));
+  }
+  c.copy_gbs = 2.0 * n * sizeof(float4) / (best * 1e-3) / 1e9;
+  return c;
+}
+
+GpuBuffer::GpuBuffer(std::size_t bytes) : bytes_(bytes) { NFMIMO_CUDA_CHECK(cudaMalloc(&data_, bytes)); }
+GpuBuffer::~GpuBuffer() {
+  if (data_) NFMIMO_CUDA_LOG(cudaFree(data_));
+}
+void GpuBuffer::upload(const void* host, std::size_t bytes, CUstream_st* s) {
+  NFMIMO_CUDA_CHECK(cudaMemcpyAsync(data_, host, bytes, cudaMemcpyHostToDevice, s));
+}
+void GpuBuffer::download(void* host, std::size_t bytes, CUstream_st* s) const {
+  NFMIMO_CUDA_CHECK(cudaMemcpyAsync(host, data_, bytes, cudaMemcpyDeviceToHost, s));
+}
+
+}  // namespace nfmimo

@@ -1,0 +1,72 @@
+// GPU timing and ceilings for benchmark programs, behind a header that compiles without nvcc. In a build without
+// CUDA every entry point throws (benchmarks only construct these for GPU rows).
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+struct CUstream_st;
+
+namespace nfmimo {
+
+// Times work on a stream with CUDA events (device time, no host synchronisation inside the timed region).
+class GpuEventTimer {
+ public:
+  GpuEventTimer();
+  ~GpuEventTimer();
+  GpuEventTimer(const GpuEventTimer&) = delete;
+  GpuEventTimer& operator=(const GpuEventTimer&) = delete;
+  void start(CUstream_st* stream);
+  void stop(CUstream_st* stream);
+  double elapsed_ms() const;  // waits for the stop event
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// An owned stream for benchmarks and pipelines that are driven from host code compiled without nvcc.
+class GpuStreamHandle {
+ public:
+  GpuStreamHandle();
+  ~GpuStreamHandle();
+  GpuStreamHandle(const GpuStreamHandle&) = delete;
+  GpuStreamHandle& operator=(const GpuStreamHandle&) = delete;
+  CUstream_st* get() const { return stream_; }
+  void synchronize() const;
+
+ private:
+  CUstream_st* stream_ = nullptr;
+};
+
+// Waits for all work on a stream.
+void gpu_synchronize(CUstream_st* stream);
+
+// Device memory in use (total - free) in bytes; 0 without a GPU.
+std::size_t gpu_memory_used();
+
+// Ceilings measured in the same run as the benchmark rows.
+struct GpuCeilings {
+  double fp32_tflops = 0;     // FMA throughput of a register-resident kernel
+  double copy_gbs = 0;        // device-to-device copy bandwidth (read + write bytes / time)
+};
+GpuCeilings measure_gpu_ceilings();
+
+// Host <-> device copies through pinned staging, timed separately from compute by the benchmarks.
+class GpuBuffer {
+ public:
+  explicit GpuBuffer(std::size_t bytes);
+  ~GpuBuffer();
+  GpuBuffer(const GpuBuffer&) = delete;
+  GpuBuffer& operator=(const GpuBuffer&) = delete;
+  void* data() const { return data_; }
+  std::size_t bytes() const { return bytes_; }
+  void upload(const void* host, std::size_t bytes, CUstream_st* stream);
+  void download(void* host, std::size_t bytes, CUstream_st* stream) const;
+
+ private:
+  void* data_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+}  // namespace nfmimo
