@@ -298,9 +298,13 @@ GpuImagingPlan::GpuImagingPlan(const RadarSystem& system, const ImagingGrid& gri
   require(grid.voxels() < (1u << 31), "the grid is too large for the GPU kernels (2^31 voxels)");
   p.V = static_cast<int>(grid.voxels());
   const int TR = p.T * p.R;
-  // The exact kernel keeps one frequency's measurements of NB samples in shared memory.
-  require(std::size_t(TR) * sizeof(float2) + std::size_t(p.R) * kThreads * sizeof(float2) <= 48 * 1024,
+  // The exact kernel keeps one frequency's measurements of NB samples in shared memory (at most ~200 KB).
+  require(std::size_t(TR) * sizeof(float2) + std::size_t(p.R) * kThreads * sizeof(float2) <= 200 * 1024,
           detail::concat("the array (", p.T, " TX x ", p.R, " RX) is too large for the GPU exact kernel's shared-memory tile"));
+
+  // The forward kernel stages every antenna's phasors for 64 voxels in shared memory (at most ~200 KB).
+  require((std::size_t(p.A) * (kForwardVoxels + 1) + 4 * kForwardVoxels) * sizeof(float2) <= 200 * 1024,
+          detail::concat("the array (", p.A, " antennas) is too large for the GPU forward kernel's shared-memory tile"));
 
   // Geometry tables.
   std::vector<double3> antennas(p.A);
@@ -369,6 +373,9 @@ void GpuImagingPlan::forward(const cfloat* d_x, cfloat* d_y, int batch, GpuStrea
     constexpr int NB = decltype(nb)::value;
     const dim3 grid(p.forward_chunks, p.K, groups * ((batch + NB - 1) / NB));
     const std::size_t shared = (std::size_t(p.A) * (kForwardVoxels + 1) + NB * kForwardVoxels) * sizeof(float2);
+    if (shared > 48 * 1024)
+      NFMIMO_CUDA_CHECK(cudaFuncSetAttribute(forward_kernel<NB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(shared)));
     forward_kernel<NB><<<grid, kThreads, shared, stream>>>(p.geometry(), x, partial, batch, p.forward_chunk_voxels, groups);
   };
   if (batch == 1)
@@ -435,6 +442,9 @@ void GpuImagingPlan::image(Method method, ImagingMode mode, const cfloat* d_y, c
     constexpr int NB = decltype(nb)::value;
     const dim3 grid(blocks_for(p.V, kThreads), (batch + NB - 1) / NB);
     const std::size_t shared = std::size_t(p.R) * kThreads * sizeof(float2);
+    if (shared > 48 * 1024)
+      NFMIMO_CUDA_CHECK(cudaFuncSetAttribute(fast_gather_kernel<NB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(shared)));
     fast_gather_kernel<NB><<<grid, kThreads, shared, stream>>>(p.geometry(), static_cast<int>(method), profiles, x,
                                                                batch, M, p.fast.center_wavenumber,
                                                                p.fast.samples_per_metre);
