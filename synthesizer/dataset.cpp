@@ -336,8 +336,14 @@ DatasetRunResult synthesize_dataset(const DatasetSpec& spec, const DatasetRunOpt
   std::optional<h5::File> file;
   std::int64_t rows = 0;
   if (o.resume && exists(partial)) {
-    file.emplace(partial, h5::File::Mode::ReadWrite);
-    const DatasetInfo info = read_info(*file);
+    DatasetInfo info;
+    try {
+      file.emplace(partial, h5::File::Mode::ReadWrite);
+      info = read_info(*file);
+    } catch (const InputError& e) {
+      throw InputError(
+          fmt::format("{} (the partial file cannot be resumed; start over with --force)", e.what()));
+    }
     if (auto d = describe_difference(info.spec, spec, true))
       throw InputError(
           fmt::format("{}: cannot resume: {} (the partial file was made with other settings)", partial, *d));

@@ -42,8 +42,7 @@ class Draws {
   std::uint64_t next_ = 0;
 };
 
-// --- JSON configuration
-// -------------------------------------------------------------------------------------
+// --- JSON configuration ---
 
 double number(const json& v, const std::string& key, const std::string& source) {
   if (!v.is_number())

@@ -78,8 +78,7 @@ std::vector<char> file_bytes(const std::string& path) {
   return std::vector<char>(std::istreambuf_iterator<char>(in), {});
 }
 
-// --- Scenes
-// -------------------------------------------------------------------------------------------------
+// --- Scenes ---
 
 // Supersampled volumes (S = 4, 64 samples per voxel) of random ellipsoids and cuboids of 2-12 cm, randomly
 // rotated, match the analytic volume within 2 %; an object cut off by the grid edge would fail. Cylinders and
@@ -310,8 +309,13 @@ TEST(Scenes, ConfigurationRoundTripsAndRejectsBadInput) {
   EXPECT_THROW(parse_types_option("cube", e), InputError);
 }
 
-// --- Measurements
-// -------------------------------------------------------------------------------------------
+// The documented example configuration parses and spells out the defaults.
+TEST(Scenes, DocumentedExampleIsTheDefault) {
+  const SceneConfig c = read_scene_config(std::string(NFMIMO_SOURCE_DIR) + "/docs/scenes.json");
+  EXPECT_EQ(scene_config_json(c), scene_config_json(SceneConfig{}));
+}
+
+// --- Measurements ---
 
 // Noiseless measurements are A x of the stored targets: the fast float forward model against the
 // double-precision reference (1e-5: the float operator's tested accuracy).
@@ -399,8 +403,7 @@ TEST(Measurements, CpuBackendRefusesDevicePointersAndBadGrids) {
   EXPECT_THROW(Synthesizer(paper_system(5), flat, c, 1, DeviceKind::Cpu), InputError);
 }
 
-// --- Datasets
-// -----------------------------------------------------------------------------------------------
+// --- Datasets ---
 
 DatasetSpec small_spec(std::int64_t count) {
   DatasetSpec spec;

@@ -66,10 +66,15 @@ DatasetSpec build_spec(const SynthesizeOptions& o, const CLI::App& c) {
   auto given = [&](const char* name) { return c.count(name) > 0; };
   std::optional<DatasetInfo> stored;
   if (o.resume) {
-    if (exists(partial_path(o.output)))
-      stored = read_dataset_info(partial_path(o.output));
-    else if (exists(o.output))
-      stored = read_dataset_info(o.output);
+    const std::string partial = partial_path(o.output);
+    try {
+      if (exists(partial))
+        stored = read_dataset_info(partial);
+      else if (exists(o.output))
+        stored = read_dataset_info(o.output);
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("{} (it cannot be resumed; start over with --force)", e.what()));
+    }
   }
   DatasetSpec spec;
   if (stored) spec = stored->spec;
