@@ -362,8 +362,7 @@ DatasetRunResult synthesize_dataset(const DatasetSpec& spec, const DatasetRunOpt
     result.in_file = info.rows;
     return result;
   } else {
-    require(!o.resume,
-            fmt::format("--resume: neither {} nor {} exists; run without --resume to start", partial, out));
+    // Nothing to resume: start (so one command line both starts a job and continues it after a preemption).
     if (!o.force) {
       require(!exists(partial),
               fmt::format("{}: an interrupted run left this file; pass --resume to continue it or "

@@ -100,7 +100,7 @@ TEST(SynthesizeCli, BadInputIsExitCode2WithOneClearMessageAndNoFile) {
       {"--count 4 --smooth 2", "smooth_magnitude"},
       {"--count 4 --seed -1", "--seed must be a non-negative integer"},
       {"--count 4 --gzip 12", "--gzip"},
-      {"--count 4 --resume", "neither"},
+      {"--resume", "--count is required"},
       {"--count 4 --resume --force", "exclude each other"},
       {"--count 4 --system nosuch", "unknown system 'nosuch'"},
   };

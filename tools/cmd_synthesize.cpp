@@ -199,7 +199,9 @@ void add_synthesize_command(CLI::App& app) {
   c->add_option("--gzip", o->gzip, "gzip level 0-9 for new files (0: none)")->capture_default_str();
   c->add_option("--stop-after", o->stop_after,
                 "Stop after this many new samples, leaving a resumable OUT.partial");
-  c->add_flag("--resume", o->resume, "Continue OUT.partial left by an interrupted run");
+  c->add_flag(
+      "--resume", o->resume,
+      "Continue OUT.partial left by an interrupted run (starts the run if there is nothing to continue)");
   c->add_flag("--force,-f", o->force, "Start over: replace OUT.partial, and OUT once the new run completes");
   c->callback([o, c] { run_synthesize(*o, *c); });
 }
