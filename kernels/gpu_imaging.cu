@@ -154,7 +154,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(Geometry g, const flo
       nonzero |= (xv.x != 0.f) | (xv.y != 0.f);
     }
     // A tile that is zero in every sample of the block would add exact zeros: skip its phasors and products
-    // (bit-identical results; sparse volumes such as synthesized scenes skip most tiles). The decision is
+    // (bit-identical results; sparse volumes such as synthesized scenes skip many tiles). The decision is
     // block-uniform, and __syncthreads_or is also the barrier after the loads.
     if (!__syncthreads_or(nonzero)) continue;
     for (int i = tid; i < A * kForwardVoxels; i += kThreads) {
