@@ -43,12 +43,38 @@ Handle link_creation_properties() {
   return lcpl;
 }
 
+// Objects are created without access/modification times, so that the same content always gives the same bytes
+// (reproducible datasets can then be compared file to file). Intermediate groups are created here for the same
+// reason (the library would create them with times).
+void create_parent_groups(hid_t file, const std::string& name) {
+  Handle gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
+  H5Pset_obj_track_times(gcpl.get(), 0);
+  for (std::size_t pos = name.find('/', 1); pos != std::string::npos; pos = name.find('/', pos + 1)) {
+    const std::string group = name.substr(0, pos);
+    if (H5Lexists(file, group.c_str(), H5P_DEFAULT) > 0) continue;
+    Handle g(H5Gcreate2(file, group.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose);
+  }
+}
+
 }  // namespace
 
 void silence_library_errors() {
-  static std::once_flag once;
-  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+  // Per thread: the thread-safe HDF5 build keeps one error stack (and printing setting) per thread, so a writer
+  // thread must silence its own.
+  thread_local bool silenced = false;
+  if (!silenced) H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  silenced = true;
 }
+
+namespace {
+// No library clean-up at exit: every file is closed by its Handle, and after a failed close (a full disk) HDF5
+// 1.10's exit handler crashes trying to close the file again. Must run before any other HDF5 call, hence a static
+// initialiser.
+const bool kNoAtExit = [] {
+  H5dont_atexit();
+  return true;
+}();
+}  // namespace
 
 template <>
 hid_t memory_type<float>() { return H5T_NATIVE_FLOAT; }
@@ -205,6 +231,8 @@ void File::write(const std::string& name, const Dims& dims, const T* data, const
   }
   Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), maxdims.data()), H5Sclose);
   Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  H5Pset_obj_track_times(dcpl.get(), 0);
+  create_parent_groups(id(), name);
   Dims chunk = options.chunk;
   if (chunk.empty() && (options.extendable || options.gzip_level > 0) && !dims.empty()) {
     chunk = dims;

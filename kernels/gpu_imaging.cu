@@ -146,6 +146,17 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(Geometry g, const flo
 
   for (int v0 = v_begin; v0 < v_end; v0 += kForwardVoxels) {
     __syncthreads();
+    int nonzero = 0;
+    for (int i = tid; i < NB * kForwardVoxels; i += kThreads) {
+      const int j = i / kForwardVoxels, v = v0 + i % kForwardVoxels, n = n0 + j;
+      const float2 xv = (n < batch && v < v_end) ? x[static_cast<long long>(n) * g.V + v] : make_float2(0.f, 0.f);
+      xs[i] = xv;
+      nonzero |= (xv.x != 0.f) | (xv.y != 0.f);
+    }
+    // A tile that is zero in every sample of the block would add exact zeros: skip its phasors and products
+    // (bit-identical results; sparse volumes such as synthesized scenes skip many tiles). The decision is
+    // block-uniform, and __syncthreads_or is also the barrier after the loads.
+    if (!__syncthreads_or(nonzero)) continue;
     for (int i = tid; i < A * kForwardVoxels; i += kThreads) {
       const int a = i / kForwardVoxels, vi = i % kForwardVoxels, v = v0 + vi;
       float2 w = make_float2(0.f, 0.f);
@@ -155,10 +166,6 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(Geometry g, const flo
         w = make_float2(c0 * e.x, -c0 * e.y);  // conj(c0 exp(j kappa R))
       }
       ph[a * S + vi] = w;
-    }
-    for (int i = tid; i < NB * kForwardVoxels; i += kThreads) {
-      const int j = i / kForwardVoxels, v = v0 + i % kForwardVoxels, n = n0 + j;
-      xs[i] = (n < batch && v < v_end) ? x[static_cast<long long>(n) * g.V + v] : make_float2(0.f, 0.f);
     }
     __syncthreads();
     if (active) {

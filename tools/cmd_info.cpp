@@ -30,8 +30,12 @@ void run(const std::string& path) {
   for (const char* name : {"/measurements", "/targets", "/snr_db", "/volumes"})
     if (f.has(name))
       std::printf("  %-13s %s %s\n", name, shape(f.shape(name)).c_str(), f.is_complex(name) ? "complex" : "real");
-  for (const char* attr : {"method", "source", "device", "architecture", "generator"})
+  for (const char* attr : {"method", "source", "device", "architecture", "generator", "shard"})
     if (auto v = f.string_attribute("/", attr)) std::printf("  %-13s %s\n", attr, v->c_str());
+  // Datasets made by `nfmimo synthesize`: how they were made.
+  for (const char* attr : {"seed", "count", "first_sample", "complete"})
+    if (auto v = f.int_attribute("/", attr)) std::printf("  %-13s %lld\n", attr, *v);
+  if (auto v = f.string_attribute("/", "synthesizer_config")) std::printf("  %-13s %s\n", "config", v->c_str());
 }
 
 }  // namespace

@@ -14,6 +14,14 @@ void add_reconstruct_command(CLI::App& app);
 void add_simulate_command(CLI::App& app);
 void add_info_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_synthesize_command(CLI::App& app);
+void add_merge_command(CLI::App& app);
+
+// Thrown by a command to end the program with this exit code after it has reported what happened (for example
+// 130 when a run was interrupted by a signal and left a resumable partial file).
+struct CommandExit {
+  int code;
+};
 
 // Shared option parsing.
 // "x0:x1:n,y0:y1:n,z0:z1:n" (metres) or "paper".

@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   nfmimo::add_simulate_command(app);
   nfmimo::add_info_command(app);
   nfmimo::add_bench_command(app);
+  nfmimo::add_synthesize_command(app);
+  nfmimo::add_merge_command(app);
 
   try {
     app.parse(argc, argv);
@@ -34,6 +36,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     app.exit(e);
     return 2;
+  } catch (const nfmimo::CommandExit& e) {
+    return e.code;
   } catch (const nfmimo::Error& e) {
     std::fprintf(stderr, "nfmimo: error: %s\n", e.what());
     return 2;
