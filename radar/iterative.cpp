@@ -50,6 +50,10 @@ void validate(const IterativeOptions& o) {
           fmt::format("the stopping tolerance must be a finite number >= 0 (got {})", o.tolerance));
   require(o.tv_iterations >= 1,
           fmt::format("the inner TV iteration count must be at least 1 (got {})", o.tv_iterations));
+  require(std::isfinite(o.l1_weight) && o.l1_weight >= 0,
+          fmt::format("the weight of the added l1 term must be a finite number >= 0 (got {})", o.l1_weight));
+  require(o.l1_weight == 0 || o.regularizer == Regularizer::TotalVariation,
+          "the added l1 term is an option of tv (l1 has its weight in lambda)");
 }
 
 std::vector<cfloat> power_iteration_start(std::size_t voxels, std::uint64_t seed) {
@@ -95,30 +99,30 @@ struct Dims {
       : nx(g.x().size), ny(g.y().size), nz(g.z().size), V(static_cast<long long>(g.voxels())) {}
 };
 
-// out = b - mu D^T q (the primal point of a dual field q).
-void primal_from_dual(const Dims& d, const float* b, float mu, const float* q, float* out) {
+// out = m(q) = max(b - mu D^T q - mu1, 0) (the primal point of a dual field q).
+void primal_from_dual(const Dims& d, const float* b, float mu, float mu1, const float* q, float* out) {
 #pragma omp parallel for schedule(static) if (d.V >= kParallelVoxels)
   for (int ix = 0; ix < d.nx; ++ix)
     for (int iy = 0; iy < d.ny; ++iy)
       for (int iz = 0; iz < d.nz; ++iz) {
         const long long v = (static_cast<long long>(ix) * d.ny + iy) * d.nz + iz;
-        out[v] = b[v] - mu * differences_adjoint(q, d.V, ix, iy, iz, d.nx, d.ny, d.nz);
+        out[v] = tv_primal(b[v], mu, differences_adjoint(q, d.V, ix, iy, iz, d.nx, d.ny, d.nz), mu1);
       }
 }
 
-// FGP for the TV prox (radar/iterative_math.hpp: fgp_update). p [3][V] is the warm start and receives the
-// result; r [3][V] and tmp [V] are scratch; m receives b - mu D^T p.
-void tv_prox_fgp(const Dims& d, const float* b, float mu, int iterations, float* p, float* r, float* tmp,
-                 float* m) {
-  if (mu <= 0) {
-    std::copy(b, b + d.V, m);
+// FGP for the TV prox (radar/iterative_math.hpp: tv_primal, fgp_update). p [3][V] is the warm start and
+// receives the result; r [3][V] and tmp [V] are scratch; m receives m(p).
+void tv_prox_fgp(const Dims& d, const float* b, float mu, float mu1, int iterations, float* p, float* r,
+                 float* tmp, float* m) {
+  if (mu <= 0) {  // no TV term: the prox of h alone
+    for (long long i = 0; i < d.V; ++i) m[i] = tv_primal(b[i], 0.0f, 0.0f, mu1);
     return;
   }
   std::copy(p, p + 3 * d.V, r);
   const float inv_12mu = 1.0f / (12.0f * mu);
   double t = 1.0;
   for (int it = 0; it < iterations; ++it) {
-    primal_from_dual(d, b, mu, r, tmp);
+    primal_from_dual(d, b, mu, mu1, r, tmp);
     const double t_next = fista_next_t(t);
     const float beta = static_cast<float>((t - 1.0) / t_next);
     t = t_next;
@@ -131,7 +135,7 @@ void tv_prox_fgp(const Dims& d, const float* b, float mu, int iterations, float*
           fgp_update(p, r, d.V, (static_cast<long long>(ix) * d.ny + iy) * d.nz + iz, g, inv_12mu, beta);
         }
   }
-  primal_from_dual(d, b, mu, p, m);
+  primal_from_dual(d, b, mu, mu1, p, m);
 }
 
 double total_variation(const Dims& d, const float* m) {
@@ -169,37 +173,41 @@ double regularizer_value(Regularizer r, const ImagingGrid& grid, const cfloat* x
 }
 
 double iterative_objective(const CpuOperator& op, Regularizer r, double lambda, const cfloat* x,
-                           const cfloat* y) {
+                           const cfloat* y, double lambda_l1) {
   const std::size_t S = op.system().samples_per_frame();
   std::vector<cfloat> ax(S);
   op.forward(x, ax.data(), 1);
-  return 0.5 * distance_sq(ax.data(), y, S) + lambda * regularizer_value(r, op.grid(), x);
+  double f = 0.5 * distance_sq(ax.data(), y, S) + lambda * regularizer_value(r, op.grid(), x);
+  if (lambda_l1 > 0) f += lambda_l1 * regularizer_value(Regularizer::L1, op.grid(), x);
+  return f;
 }
 
 std::vector<float> tv_prox(const ImagingGrid& grid, const std::vector<float>& b, float mu, int iterations,
-                           std::vector<float>& p) {
+                           std::vector<float>& p, float mu1) {
   const Dims d(grid);
   require(b.size() == std::size_t(d.V) && p.size() == 3 * std::size_t(d.V),
           "tv_prox: sizes do not match the grid");
   std::vector<float> r(3 * d.V), tmp(d.V), m(d.V);
-  tv_prox_fgp(d, b.data(), mu, iterations, p.data(), r.data(), tmp.data(), m.data());
+  tv_prox_fgp(d, b.data(), mu, mu1, iterations, p.data(), r.data(), tmp.data(), m.data());
   return m;
 }
 
 double tv_prox_duality_gap(const ImagingGrid& grid, const std::vector<float>& b, float mu,
-                           const std::vector<float>& p) {
+                           const std::vector<float>& p, float mu1) {
   const Dims d(grid);
   std::vector<float> m(d.V);
-  primal_from_dual(d, b.data(), mu, p.data(), m.data());
-  double fit = 0, bb = 0, mm = 0;  // ||m - b||^2, ||b||^2, ||m||^2 = ||b - mu D^T p||^2
-  for (long long i = 0; i < d.V; ++i) {
-    fit += (double(m[i]) - b[i]) * (double(m[i]) - b[i]);
-    bb += double(b[i]) * b[i];
-    mm += double(m[i]) * m[i];
-  }
-  const double primal = 0.5 * fit + mu * total_variation(d, m.data());
-  const double dual = 0.5 * bb - 0.5 * mm;
-  return primal - dual;
+  primal_from_dual(d, b.data(), mu, mu1, p.data(), m.data());
+  double tv = 0, pairing = 0;  // TV(m) and <D m, p>
+  for (int ix = 0; ix < d.nx; ++ix)
+    for (int iy = 0; iy < d.ny; ++iy)
+      for (int iz = 0; iz < d.nz; ++iz) {
+        const long long v = (static_cast<long long>(ix) * d.ny + iy) * d.nz + iz;
+        float g[3];
+        forward_differences(m.data(), ix, iy, iz, d.nx, d.ny, d.nz, g);
+        tv += tv_density(g);
+        for (int c = 0; c < 3; ++c) pairing += double(g[c]) * p[c * d.V + v];
+      }
+  return mu * (tv - pairing);
 }
 
 CpuIterativeSolver::CpuIterativeSolver(const CpuOperator& op, const PowerIterationOptions& power) : op_(op) {
@@ -251,8 +259,10 @@ std::vector<IterativeReport> CpuIterativeSolver::solve(const cfloat* y, cfloat* 
     op_.image(Method::Adjoint, yn, g.data(), 1);
     double peak = 0;
     for (std::size_t i = 0; i < V; ++i) peak = std::max(peak, double(std::abs(g[i])));
-    FrameState s{1.0, 0.5 * norm_sq(yn, S), o.lambda * peak, 0, 1, 0, 0};
+    const double lambda_l1 = o.regularizer == Regularizer::TotalVariation ? o.l1_weight * peak : 0.0;
+    FrameState s{1.0, 0.5 * norm_sq(yn, S), o.lambda * peak, lambda_l1, 0, 1, 0, 0};
     rep.lambda = s.lambda;
+    rep.lambda_l1 = s.lambda_l1;
     rep.step = step;
     rep.objective = {s.objective};
     std::fill(xs.begin(), xs.end(), cfloat(0));
@@ -260,7 +270,8 @@ std::vector<IterativeReport> CpuIterativeSolver::solve(const cfloat* y, cfloat* 
     std::fill(ax.begin(), ax.end(), cfloat(0));
     std::fill(az.begin(), az.end(), cfloat(0));
     std::fill(p.begin(), p.end(), 0.0f);
-    const float mu = static_cast<float>(step * s.lambda), fstep = static_cast<float>(step);
+    const float mu = static_cast<float>(step * s.lambda), mu1 = static_cast<float>(step * s.lambda_l1),
+                fstep = static_cast<float>(step);
 
     while (s.active) {
       // Gradient step at the extrapolated point z: w = z - s A^H (A z - y).
@@ -278,13 +289,14 @@ std::vector<IterativeReport> CpuIterativeSolver::solve(const cfloat* y, cfloat* 
         }
       } else {
         for (std::size_t i = 0; i < V; ++i) mag[i] = std::abs(u[i]);
-        tv_prox_fgp(d, mag.data(), mu, o.tv_iterations, p.data(), rr.data(), tmp.data(), m.data());
+        tv_prox_fgp(d, mag.data(), mu, mu1, o.tv_iterations, p.data(), rr.data(), tmp.data(), m.data());
 #pragma omp parallel for schedule(static) if (V >= kParallelElements)
         for (std::size_t i = 0; i < V; ++i) u[i] = mag[i] > 0 ? u[i] * (m[i] / mag[i]) : cfloat(0);
       }
       op_.forward(u.data(), au.data(), 1);
-      const double objective_u =
+      double objective_u =
           0.5 * distance_sq(au.data(), yn, S) + s.lambda * regularizer_value(o.regularizer, d, u.data(), tmp);
+      if (s.lambda_l1 > 0) objective_u += s.lambda_l1 * regularizer_value(Regularizer::L1, d, u.data(), tmp);
       const FrameUpdate up =
           fista_decide(s, objective_u, distance_sq(u.data(), xs.data(), V), norm_sq(u.data(), V),
                        static_cast<int>(o.acceleration), o.tolerance, o.max_iterations);

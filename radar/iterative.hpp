@@ -37,6 +37,7 @@ struct IterativeOptions {
   double tolerance = 1e-3;  // stop when ||x_{k+1} - x_k|| / ||x_{k+1}|| <= tolerance (0: run max_iterations)
   Acceleration acceleration = Acceleration::Fista;
   int tv_iterations = 10;  // inner FGP iterations per TV prox (warm-started from the previous prox)
+  double l1_weight = 0;    // tv only: relative weight of an added sum |x| term (same rule as lambda)
 };
 
 // The documented defaults for a regulariser, including the weight chosen by the validation sweep
@@ -59,6 +60,7 @@ struct IterativeReport {
   int iterations = 0;
   bool converged = false;         // the relative-change rule stopped it (not the iteration limit)
   double lambda = 0;              // absolute weight used: lambda_rel * max |A^H y|
+  double lambda_l1 = 0;           // absolute weight of the l1 term added to TV
   double step = 0;                // 1 / L
   std::vector<double> objective;  // F(x_k), k = 0 (x_0 = 0) .. iterations
 };
@@ -91,21 +93,21 @@ class CpuIterativeSolver final : public IterativeSolver {
 
 // Pieces exposed for tests and for the GPU backend's parity checks (CPU, double accumulation).
 
-// R(|x|) for one volume [nx, ny, nz].
+// R(|x|) for one volume [nx, ny, nz] (without the optional l1 term of TV).
 double regularizer_value(Regularizer r, const ImagingGrid& grid, const cfloat* x);
 // TV of a real volume (isotropic, forward differences, Neumann boundary, index units).
 double total_variation(const ImagingGrid& grid, const float* m);
-// F(x) for one frame with the absolute weight `lambda`.
+// F(x) for one frame with the absolute weights `lambda` (and `lambda_l1` for the l1 term added to TV).
 double iterative_objective(const CpuOperator& op, Regularizer r, double lambda, const cfloat* x,
-                           const cfloat* y);
+                           const cfloat* y, double lambda_l1 = 0);
 
-// TV prox of a real volume: m = argmin 0.5 ||m - b||^2 + mu TV(m) by `iterations` FGP steps starting from the
-// dual field `p` [3][V] (updated in place, for warm starts; zeros for a cold start). Returns m.
+// TV prox of a real volume: m = argmin_{m >= 0} 0.5 ||m - b||^2 + mu TV(m) + mu1 sum m, by `iterations` FGP
+// steps starting from the dual field `p` [3][V] (updated in place, for warm starts; zeros for a cold start).
 std::vector<float> tv_prox(const ImagingGrid& grid, const std::vector<float>& b, float mu, int iterations,
-                           std::vector<float>& p);
-// Duality gap of the TV prox problem at the dual point p (|p_v| <= 1): P(b - mu D^T p) - D(p) >= 0, zero only
-// at the solution. P(m) = 0.5 ||m - b||^2 + mu TV(m), D(p) = 0.5 ||b||^2 - 0.5 ||b - mu D^T p||^2.
+                           std::vector<float>& p, float mu1 = 0);
+// Duality gap of that problem at the dual point p (|p_v| <= 1), evaluated at m = m(p) (iterative_math.hpp):
+// P(m) - L(m, p) = mu (TV(m) - <D m, p>) >= 0, zero only at the solution.
 double tv_prox_duality_gap(const ImagingGrid& grid, const std::vector<float>& b, float mu,
-                           const std::vector<float>& p);
+                           const std::vector<float>& p, float mu1 = 0);
 
 }  // namespace nfmimo

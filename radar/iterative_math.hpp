@@ -2,12 +2,13 @@
 // run the same algorithm (see radar/iterative.hpp and docs/iterative.md).
 //
 // Problem, per frame:   minimise F(x) = 0.5 ||A x - y||^2 + lambda R(|x|)   over complex x in C^V,
-// with R = sum |x_v| (l1) or R = TV(|x|), the 3D isotropic total variation of the magnitude.
-// Proximal-gradient step with step s = 1/L: u = prox_{s lambda R(|.|)}(z - s A^H (A z - y)).
+// with R = sum |x_v| (l1) or R = TV(|x|), the 3D isotropic total variation of the magnitude, optionally plus
+// lambda_l1 sum |x_v| (TV + l1: TV alone does not penalise a constant magnitude, so it leaves a flat
+// background). Proximal-gradient step with step s = 1/L: u = prox_{s lambda R(|.|)}(z - s A^H (A z - y)).
 // Both proximal maps act on the magnitude and keep the phase, which is their exact solution: for fixed
 // magnitudes m the phases minimising ||m e^{j phi} - w||^2 are those of w, and the remaining problem in m >=
-// 0 is the real prox of R at |w| (its result is non-negative: soft thresholding clips at 0; TV denoising
-// obeys a maximum principle, min |w| <= m <= max |w|).
+// 0 is the real prox of R at |w| on m >= 0 (soft thresholding clips at 0; the TV prox below carries the
+// constraint).
 #pragma once
 
 #include <cmath>
@@ -66,12 +67,18 @@ NFMIMO_HD double tv_density(const float d[3]) {
               static_cast<double>(d[2]) * d[2]);
 }
 
-// One voxel of the fast gradient projection (FGP, Beck-Teboulle 2009, IEEE TIP 18(11)) for the TV prox
-//   m* = argmin 0.5 ||m - b||^2 + mu TV(m) = b - mu D^T p*,   p* = argmin_{|p_v| <= 1} 0.5 ||b - mu D^T
-//   p||^2.
-// The dual gradient is Lipschitz with constant mu^2 ||D||^2 <= 12 mu^2 (3D forward differences), hence the
-// step 1 / (12 mu^2). `g` = (D (b - mu D^T r))_v from the previous pass; `p` holds p_{k-1} and receives p_k;
-// `r` holds the extrapolated point and receives r_{k+1} = p_k + beta (p_k - p_{k-1}).
+// The TV prox with the magnitude constraint and the optional l1 term, h(m) = mu1 sum m + indicator(m >= 0):
+//   m* = argmin 0.5 ||m - b||^2 + h(m) + mu TV(m).
+// Its dual (Beck-Teboulle 2009, IEEE TIP 18(11), with prox_h in place of their projection P_C) is
+//   max_{|p_v| <= 1} min_m 0.5 ||m - b||^2 + h(m) + mu <D m, p>,
+//   attained at m(p) = prox_h(b - mu D^T p) = max(b - mu D^T p - mu1, 0),
+// a smooth problem in p whose gradient (-mu D m(p)) is Lipschitz with constant mu^2 ||D||^2 <= 12 mu^2
+// (prox_h is non-expansive; 3D forward differences). It is solved by the fast gradient projection (FGP) with
+// step 1 / (12 mu^2), and m* = m(p*): exact for the sum, with no splitting of TV and l1.
+NFMIMO_HD float tv_primal(float b, float mu, float dtp, float mu1) { return fmaxf(b - mu * dtp - mu1, 0.0f); }
+
+// One voxel of the FGP dual step: `g` = (D m(r))_v from the previous pass; `p` holds p_{k-1} and receives
+// p_k; `r` holds the extrapolated point and receives r_{k+1} = p_k + beta (p_k - p_{k-1}).
 NFMIMO_HD void fgp_update(float* p, float* r, long long V, long long v, const float g[3], float inv_12mu,
                           float beta) {
   float q[3];
@@ -94,6 +101,7 @@ struct FrameState {
   double t;          // FISTA t_k
   double objective;  // F(x_k)
   double lambda;     // absolute regularisation weight
+  double lambda_l1;  // absolute weight of the l1 term added to TV (0 for plain TV and for l1)
   int iterations;    // completed iterations
   int active;        // 1 while the frame iterates
   int converged;     // 1 when the stopping rule (not the iteration limit) ended it

@@ -13,6 +13,7 @@ namespace nfmimo {
 void add_reconstruct_command(CLI::App& app);
 void add_simulate_command(CLI::App& app);
 void add_info_command(CLI::App& app);
+void add_evaluate_command(CLI::App& app);
 
 // Shared option parsing.
 // "x0:x1:n,y0:y1:n,z0:z1:n" (metres) or "paper".

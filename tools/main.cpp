@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   nfmimo::add_reconstruct_command(app);
   nfmimo::add_simulate_command(app);
   nfmimo::add_info_command(app);
+  nfmimo::add_evaluate_command(app);
 
   try {
     app.parse(argc, argv);
