@@ -156,7 +156,8 @@ TEST_P(TvProx, ConvergesByDualityGap) {
   EXPECT_LT(prox_objective(m), prox_objective(shrunk));
 }
 
-INSTANTIATE_TEST_SUITE_P(L1Term, TvProx, ::testing::Values(0.0f, 0.4f));
+INSTANTIATE_TEST_SUITE_P(L1Term, TvProx, ::testing::Values(0.0f, 0.4f),
+                         [](const auto& info) { return info.param > 0 ? "with_l1" : "plain"; });
 
 std::vector<double> run(const CpuOperator& op, const CpuIterativeSolver& solver, const std::vector<cfloat>& y,
                         std::vector<cfloat>& x, Regularizer reg, Acceleration acc, int iterations,
@@ -202,12 +203,20 @@ TEST_P(MonotoneDecrease, ObjectiveNeverIncreases) {
               1e-4 * rep.objective.back());
 }
 
+// Readable test names: regulariser, acceleration, and whether TV carries the l1 term.
+std::string variant_name(
+    const ::testing::TestParamInfo<std::tuple<Regularizer, Acceleration, double>>& info) {
+  return to_string(std::get<0>(info.param)) + "_" + to_string(std::get<1>(info.param)) +
+         (std::get<2>(info.param) > 0 ? "_with_l1" : "");
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Variants, MonotoneDecrease,
     ::testing::Values(std::make_tuple(Regularizer::L1, Acceleration::None, 0.0),
                       std::make_tuple(Regularizer::L1, Acceleration::MonotoneFista, 0.0),
                       std::make_tuple(Regularizer::TotalVariation, Acceleration::MonotoneFista, 0.0),
-                      std::make_tuple(Regularizer::TotalVariation, Acceleration::MonotoneFista, 0.01)));
+                      std::make_tuple(Regularizer::TotalVariation, Acceleration::MonotoneFista, 0.01)),
+    variant_name);
 
 // FISTA's guarantee (Beck-Teboulle 2009, Thm 4.4): F(x_k) - F* <= 2 L ||x_0 - x*||^2 / (k + 1)^2, x_0 = 0.
 // F* and x* come from a long MFISTA run, whose F is >= the true minimum, so the tested gap is never

@@ -78,13 +78,21 @@ TEST_P(IterativeGpuParity, MatchesCpuIterateByIterate) {
   }
 }
 
+// Readable test names: regulariser, acceleration, and whether TV carries the l1 term.
+std::string variant_name(
+    const ::testing::TestParamInfo<std::tuple<Regularizer, Acceleration, double>>& info) {
+  return to_string(std::get<0>(info.param)) + "_" + to_string(std::get<1>(info.param)) +
+         (std::get<2>(info.param) > 0 ? "_with_l1" : "");
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Variants, IterativeGpuParity,
     ::testing::Values(std::make_tuple(Regularizer::L1, Acceleration::Fista, 0.0),
                       std::make_tuple(Regularizer::L1, Acceleration::MonotoneFista, 0.0),
                       std::make_tuple(Regularizer::TotalVariation, Acceleration::Fista, 0.0),
                       std::make_tuple(Regularizer::TotalVariation, Acceleration::MonotoneFista, 0.0),
-                      std::make_tuple(Regularizer::TotalVariation, Acceleration::Fista, 0.02)));
+                      std::make_tuple(Regularizer::TotalVariation, Acceleration::Fista, 0.02)),
+    variant_name);
 
 // Per-frame stopping inside a batch: frames that converge early are frozen while others go on, and each frame
 // ends where the CPU (frame by frame) ends it; frames beyond max_batch go in further chunks.

@@ -112,7 +112,11 @@ TEST_P(MetricsVsSkimage, PsnrAndBothSsimsAgree) {
 
 // The paper's grid, and an odd shape where every axis has a different length (catches transposed strides).
 INSTANTIATE_TEST_SUITE_P(Shapes, MetricsVsSkimage,
-                         ::testing::Values(VolumeShape{25, 25, 49}, VolumeShape{13, 17, 12}));
+                         ::testing::Values(VolumeShape{25, 25, 49}, VolumeShape{13, 17, 12}),
+                         [](const auto& info) {
+                           return std::to_string(info.param.nx) + "x" + std::to_string(info.param.ny) + "x" +
+                                  std::to_string(info.param.nz);
+                         });
 
 TEST(Metrics, PerfectReconstructionIsInfinitePsnrAndUnitSsim) {
   const VolumeShape s{12, 14, 16};
