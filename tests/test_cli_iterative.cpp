@@ -13,6 +13,7 @@
 
 #include "data/measurement_file.hpp"
 #include "radar/cpu_operator.hpp"
+#include "tools/evaluation.hpp"
 
 namespace nfmimo {
 namespace {
@@ -146,6 +147,31 @@ TEST_F(CliIterative, EvaluateRefusesBadDatasets) {
                  "unknown method 'nope'", json);
   expect_refused("evaluate --data " + path("missing.h5") + " --methods adjoint --json " + json, "missing.h5",
                  json);
+}
+
+// The summaries evaluate reports: sample standard deviation, a perfect frame (+inf PSNR) makes the mean +inf
+// and the spread undefined rather than a misleading number.
+TEST(EvaluateSummary, KnownAnswers) {
+  const Summary a = summarize({1.0, 2.0, 3.0, 6.0});
+  EXPECT_DOUBLE_EQ(a.mean, 3.0);
+  EXPECT_DOUBLE_EQ(a.std, std::sqrt(14.0 / 3.0));
+  EXPECT_DOUBLE_EQ(a.min, 1.0);
+  EXPECT_DOUBLE_EQ(a.max, 6.0);
+  EXPECT_DOUBLE_EQ(summarize({4.5}).std, 0.0);
+  const Summary b = summarize({30.0, INFINITY});
+  EXPECT_TRUE(std::isinf(b.mean) && b.mean > 0);
+  EXPECT_TRUE(std::isnan(b.std));
+  EXPECT_DOUBLE_EQ(b.min, 30.0);
+}
+
+TEST(EvaluateSummary, ParamsAreScopedByMethod) {
+  const std::map<std::string, std::string> all = {
+      {"lambda", "0.1"}, {"tv.lambda", "0.2"}, {"l1.iterations", "5"}};
+  const auto tv = params_for_method("tv", all), l1 = params_for_method("l1", all);
+  EXPECT_EQ(tv.at("lambda"), "0.2");  // the scoped value wins over the global one
+  EXPECT_EQ(tv.count("iterations"), 0u);
+  EXPECT_EQ(l1.at("lambda"), "0.1");
+  EXPECT_EQ(l1.at("iterations"), "5");
 }
 
 }  // namespace
