@@ -80,6 +80,7 @@ void run(const ReconstructOptions& o) {
   v.method = result.label;
   v.source = std::filesystem::absolute(o.input).string();
   v.device = result.device;
+  v.extra_json = result.extra_json;
   if (o.complex) {
     require(!result.complex.empty(), fmt::format("--complex: method '{}' produces magnitudes only", o.method));
     v.complex = result.complex;

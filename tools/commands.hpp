@@ -22,6 +22,7 @@ void add_merge_command(CLI::App& app);
 struct CommandExit {
   int code;
 };
+void add_evaluate_command(CLI::App& app);
 
 // Shared option parsing.
 // "x0:x1:n,y0:y1:n,z0:z1:n" (metres) or "paper".

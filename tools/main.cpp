@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   nfmimo::add_bench_command(app);
   nfmimo::add_synthesize_command(app);
   nfmimo::add_merge_command(app);
+  nfmimo::add_evaluate_command(app);
 
   try {
     app.parse(argc, argv);

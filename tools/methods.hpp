@@ -33,6 +33,7 @@ struct MethodResult {
   std::vector<float> magnitude;  // [frames, V] otherwise (filled from `complex` by run_method when empty)
   std::string label;             // for files and figures, e.g. "adjoint (exact)"
   std::string device;            // what ran it, e.g. "cpu (2 threads)"
+  std::string extra_json;        // method-specific record stored with the output (weights, iterations), or ""
 };
 
 struct MethodEntry {
@@ -49,5 +50,6 @@ std::string method_names();  // "adjoint, backprojection, ..."
 
 // The families (one file each).
 std::vector<MethodEntry> analytic_methods();
+std::vector<MethodEntry> iterative_methods();
 
 }  // namespace nfmimo
