@@ -703,21 +703,22 @@ struct CpuNetwork::Impl {
           return double(dy[r * C + k]) * (double(x[r * C + k]) - mean[k]) * inv_std[k];
         });
         auto &dgamma = grads.at(op.name + ".weight"), &dbeta = grads.at(op.name + ".bias");
-        std::vector<float> k1(C), k2(C), k3(C);
+        // dx = gamma inv_std (dy - mean(dy) - xhat mean(dy xhat)), with xhat = (x - mean) inv_std formed first:
+        // expanding it into a x + b would cancel catastrophically in float when |mean| >> std.
+        std::vector<float> scale(C), mean_dy(C), mean_dy_xhat(C);
         for (std::size_t c = 0; c < C; ++c) {
           dgamma[c] = float(sum_dy_xhat[c]), dbeta[c] = float(sum_dy[c]);
-          // dx = gamma inv_std (dy - mean(dy) - xhat mean(dy xhat)) = k1 dy + k2 x + k3.
-          const double g = gamma[c] * inv_std[c], mdy = sum_dy[c] / double(rows), mdx = sum_dy_xhat[c] / double(rows);
-          k1[c] = float(g);
-          k2[c] = float(-g * mdx * inv_std[c]);
-          k3[c] = float(-g * mdy + g * mdx * inv_std[c] * mean[c]);
+          scale[c] = float(gamma[c] * inv_std[c]);
+          mean_dy[c] = float(sum_dy[c] / double(rows));
+          mean_dy_xhat[c] = float(sum_dy_xhat[c] / double(rows));
         }
         if (need_dx) {
 #pragma omp parallel for schedule(static)
           for (std::int64_t r = 0; r < std::int64_t(rows); ++r)
             for (std::size_t c = 0; c < C; ++c) {
               const std::size_t i = std::size_t(r) * C + c;
-              dx[i] += k1[c] * dy[i] + k2[c] * x[i] + k3[c];
+              const float xhat = (x[i] - mean[c]) * inv_std[c];
+              dx[i] += scale[c] * (dy[i] - mean_dy[c] - xhat * mean_dy_xhat[c]);
             }
         }
         break;
