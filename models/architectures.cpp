@@ -14,7 +14,8 @@ const std::vector<std::string>& architecture_names() {
 static void require_known(const std::string& architecture) {
   for (const auto& n : architecture_names())
     if (n == architecture) return;
-  throw InputError(fmt::format("unknown architecture '{}' (known: unet3d, unet2d, resnet, cv-unet3d)", architecture));
+  throw InputError(
+      fmt::format("unknown architecture '{}' (known: unet3d, unet2d, resnet, cv-unet3d)", architecture));
 }
 
 int architecture_input_channels(const std::string& architecture) {
@@ -31,14 +32,17 @@ int conv_block(Network& net, const std::string& name, int x, int channels, Tripl
   return net.relu(name + ".relu", x);
 }
 
-Network unet(const std::string& architecture, int nx, int ny, int nz, int in_channels, bool kernels_3d, int width) {
+Network unet(const std::string& architecture, int nx, int ny, int nz, int in_channels, bool kernels_3d,
+             int width) {
   constexpr int kLevels = 3;
   constexpr int kMultiple = 1 << kLevels;  // three 2x2x2 poolings
   const int sizes[3] = {nx, ny, nz};
   Triple crop{};
   for (int a = 0; a < 3; ++a) {
-    require(sizes[a] >= kMultiple, fmt::format("the {} network needs at least {} voxels on every axis; the grid is "
-                                               "{} x {} x {}", architecture, kMultiple, nx, ny, nz));
+    require(sizes[a] >= kMultiple,
+            fmt::format("the {} network needs at least {} voxels on every axis; the grid is "
+                        "{} x {} x {}",
+                        architecture, kMultiple, nx, ny, nz));
     crop[a] = sizes[a] % kMultiple;
   }
   const bool cropping = crop != Triple{0, 0, 0};
@@ -85,13 +89,16 @@ Network resnet(int nx, int ny, int nz, int width, int blocks) {
 
 }  // namespace
 
-Network build_network(const std::string& architecture, int nx, int ny, int nz, const ArchitectureOptions& options) {
+Network build_network(const std::string& architecture, int nx, int ny, int nz,
+                      const ArchitectureOptions& options) {
   require_known(architecture);
-  require(nx > 0 && ny > 0 && nz > 0, fmt::format("grid sizes must be positive, got {} x {} x {}", nx, ny, nz));
+  require(nx > 0 && ny > 0 && nz > 0,
+          fmt::format("grid sizes must be positive, got {} x {} x {}", nx, ny, nz));
   require(options.width >= 0 && options.blocks >= 0, "architecture width and blocks must not be negative");
   if (architecture == "resnet") return resnet(nx, ny, nz, options.width ? options.width : 64, options.blocks);
   const int width = options.width ? options.width : 32;
-  return unet(architecture, nx, ny, nz, architecture_input_channels(architecture), architecture != "unet2d", width);
+  return unet(architecture, nx, ny, nz, architecture_input_channels(architecture), architecture != "unet2d",
+              width);
 }
 
 }  // namespace nfmimo::nn

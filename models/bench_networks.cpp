@@ -1,5 +1,5 @@
-// Speed of the networks on the CPU fast path: microseconds per volume for inference (and optionally a training
-// step: forward with batch statistics plus backward), on the paper's grid. A program, not a test.
+// Speed of the networks on the CPU fast path: microseconds per volume for inference (and optionally a
+// training step: forward with batch statistics plus backward), on the paper's grid. A program, not a test.
 //
 //   nfmimo_bench_networks [--arch unet3d,resnet,...] [--batch 1,8] [--repeat 3] [--train]
 // Prints one JSON object per line: {"arch", "batch", "phase", "median_ms", "us_per_volume", "device"}.
@@ -41,14 +41,19 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--arch") archs = split(next());
+    if (a == "--arch")
+      archs = split(next());
     else if (a == "--batch") {
       batches.clear();
       for (const auto& b : split(next())) batches.push_back(std::atoi(b.c_str()));
-    } else if (a == "--repeat") repeat = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--train") train = true;
+    } else if (a == "--repeat")
+      repeat = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--train")
+      train = true;
     else {
-      std::fprintf(stderr, "usage: %s [--arch unet3d,unet2d,resnet,cv-unet3d] [--batch 1,8] [--repeat N] [--train]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--arch unet3d,unet2d,resnet,cv-unet3d] [--batch 1,8] [--repeat N] [--train]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -75,14 +80,17 @@ int main(int argc, char** argv) {
           for (int r = 0; r < repeat; ++r) {
             const auto t0 = std::chrono::steady_clock::now();
             step();
-            ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+            ms.push_back(
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
           }
           std::sort(ms.begin(), ms.end());
           const double median = ms[ms.size() / 2];
-          std::printf("{\"arch\": \"%s\", \"batch\": %d, \"phase\": \"%s\", \"median_ms\": %.2f, \"us_per_volume\": %.0f, "
-                      "\"device\": \"%s\"}\n",
-                      arch.c_str(), batch, training ? "train_step" : "inference", median, median * 1e3 / batch,
-                      network.description().c_str());
+          std::printf(
+              "{\"arch\": \"%s\", \"batch\": %d, \"phase\": \"%s\", \"median_ms\": %.2f, \"us_per_volume\": "
+              "%.0f, "
+              "\"device\": \"%s\"}\n",
+              arch.c_str(), batch, training ? "train_step" : "inference", median, median * 1e3 / batch,
+              network.description().c_str());
           std::fflush(stdout);
         }
       }

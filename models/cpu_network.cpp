@@ -81,14 +81,16 @@ struct ConvPlan {
 
 struct Plan {
   int n = 0;
-  std::vector<Shape> shapes;   // per value, batch n
-  std::vector<int> buffer_of;  // per value: index into buffers (fused values share their convolution's buffer)
+  std::vector<Shape> shapes;  // per value, batch n
+  std::vector<int>
+      buffer_of;  // per value: index into buffers (fused values share their convolution's buffer)
   std::vector<aligned_vector<float>> buffers;
   std::vector<aligned_vector<float>> grads;  // training: per value
   std::vector<char> touched;                 // training: the value's gradient already holds a contribution
   std::map<int, ConvPlan> convs;
-  std::map<int, std::vector<std::uint8_t>> argmax;                        // max pooling: window index per output
-  std::map<int, std::pair<std::vector<float>, std::vector<float>>> stats;  // batch norm (training): mean, 1/std
+  std::map<int, std::vector<std::uint8_t>> argmax;  // max pooling: window index per output
+  std::map<int, std::pair<std::vector<float>, std::vector<float>>>
+      stats;  // batch norm (training): mean, 1/std
   aligned_vector<float> scratch;
   std::uint64_t weights_version = ~0ull;
 
@@ -121,11 +123,14 @@ struct CpuNetwork::Impl {
     const Op& op = net.ops()[std::size_t(index)];
     std::string impl;
     if (auto it = last->convs.find(index); it != last->convs.end())
-      impl = std::string(phase[0] == 'f' ? it->second.fwd_pd.impl_info_str()
-                                         : it->second.bwd_weights_pd ? it->second.bwd_weights_pd.impl_info_str() : "");
-    if (phase[0] == 'b' && !impl.empty()) impl = std::string(last->convs.at(index).bwd_data_pd.impl_info_str()) + " / " + impl;
+      impl = std::string(phase[0] == 'f'             ? it->second.fwd_pd.impl_info_str()
+                         : it->second.bwd_weights_pd ? it->second.bwd_weights_pd.impl_info_str()
+                                                     : "");
+    if (phase[0] == 'b' && !impl.empty())
+      impl = std::string(last->convs.at(index).bwd_data_pd.impl_info_str()) + " / " + impl;
     std::fprintf(stderr, "%-8s %-20s %-14s %9.2f ms %s\n", phase, op.name.c_str(), to_string(op.kind).c_str(),
-                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(), impl.c_str());
+                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
+                 impl.c_str());
   }
 
   Impl(Network network, const Parameters& parameters, Mode m) : net(std::move(network)), mode(m) {
@@ -134,14 +139,18 @@ struct CpuNetwork::Impl {
     for (const Op& op : net.ops())
       if (op.kind == OpKind::ConvTranspose)
         for (int a = 0; a < 3; ++a)
-          require(op.kernel[a] <= op.stride[a],
-                  fmt::format("op '{}': the CPU fast path supports transposed convolutions with kernel <= stride only",
-                              op.name));
+          require(
+              op.kernel[a] <= op.stride[a],
+              fmt::format(
+                  "op '{}': the CPU fast path supports transposed convolutions with kernel <= stride only",
+                  op.name));
     plan_fusion();
     fold_parameters();
   }
 
-  const std::vector<float>& p(const Op& op, const char* suffix) const { return params.at(op.name + suffix).values; }
+  const std::vector<float>& p(const Op& op, const char* suffix) const {
+    return params.at(op.name + suffix).values;
+  }
 
   void plan_fusion() {
     const auto& ops = net.ops();
@@ -163,7 +172,8 @@ struct CpuNetwork::Impl {
         absorbed[std::size_t(next)] = 1, root[std::size_t(next)] = int(i);
         at = next, next = only_user(at);
       }
-      if (next >= 0 && (ops[std::size_t(next)].kind == OpKind::ReLU || ops[std::size_t(next)].kind == OpKind::Sigmoid)) {
+      if (next >= 0 &&
+          (ops[std::size_t(next)].kind == OpKind::ReLU || ops[std::size_t(next)].kind == OpKind::Sigmoid)) {
         absorbed[std::size_t(next)] = 1, root[std::size_t(next)] = int(i);
         post[int(i)] = ops[std::size_t(next)].kind == OpKind::ReLU ? dnnl::algorithm::eltwise_relu
                                                                    : dnnl::algorithm::eltwise_logistic;
@@ -227,12 +237,14 @@ struct CpuNetwork::Impl {
       if (op.kind == OpKind::ConvTranspose) {
         // GEMM result [rows, taps * c_out] (forward) / gathered output gradient (backward).
         const Shape in = plan->shapes[std::size_t(op.inputs[0])];
-        scratch = std::max(scratch, in.n * in.spatial() * std::size_t(op.kernel[0] * op.kernel[1] * op.kernel[2]) *
-                                        std::size_t(op.channels));
+        scratch =
+            std::max(scratch, in.n * in.spatial() * std::size_t(op.kernel[0] * op.kernel[1] * op.kernel[2]) *
+                                  std::size_t(op.channels));
       }
       if (op.kind == OpKind::MaxPool) plan->argmax[int(i)].resize(plan->shapes[i].elements());
       if (mode == Mode::Training && op.kind == OpKind::Conv)
-        scratch = std::max(scratch, plan->shapes[std::size_t(op.inputs[0])].elements());  // diff_src to accumulate
+        scratch =
+            std::max(scratch, plan->shapes[std::size_t(op.inputs[0])].elements());  // diff_src to accumulate
     }
     plan->scratch.resize(scratch);
     if (mode == Mode::Training) {
@@ -251,7 +263,9 @@ struct CpuNetwork::Impl {
     std::vector<std::size_t> sizes;
     std::vector<int> last_use(ops.size(), -1);
     for (std::size_t i = 0; i < ops.size(); ++i)
-      for (int v : ops[i].inputs) last_use[std::size_t(root[std::size_t(v)])] = std::max(last_use[std::size_t(root[std::size_t(v)])], int(i));
+      for (int v : ops[i].inputs)
+        last_use[std::size_t(root[std::size_t(v)])] =
+            std::max(last_use[std::size_t(root[std::size_t(v)])], int(i));
     last_use[std::size_t(root[std::size_t(net.output())])] = int(ops.size());
     std::vector<int> free_list;
     for (std::size_t i = 0; i < ops.size(); ++i) {
@@ -262,7 +276,9 @@ struct CpuNetwork::Impl {
         int best = -1;
         if (mode == Mode::Inference)
           for (int b : free_list)
-            if (sizes[std::size_t(b)] >= need && (best < 0 || sizes[std::size_t(b)] < sizes[std::size_t(best)])) best = b;
+            if (sizes[std::size_t(b)] >= need &&
+                (best < 0 || sizes[std::size_t(b)] < sizes[std::size_t(best)]))
+              best = b;
         if (best < 0) {
           best = int(sizes.size());
           sizes.push_back(need);
@@ -285,16 +301,19 @@ struct CpuNetwork::Impl {
     ConvPlan c;
     try {
       const memory::desc src_md(dims_of(in), f32, tag::ndhwc), dst_md(dims_of(out), f32, tag::ndhwc);
-      const memory::desc any_weights({op.channels, in.c, op.kernel[0], op.kernel[1], op.kernel[2]}, f32, tag::any);
+      const memory::desc any_weights({op.channels, in.c, op.kernel[0], op.kernel[1], op.kernel[2]}, f32,
+                                     tag::any);
       const memory::desc bias_md({op.channels}, f32, tag::x);
       const auto strides = dims_of(op.stride), pad_l = dims_of(op.pad_lo), pad_r = dims_of(op.pad_hi);
-      const auto prop = mode == Mode::Training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
+      const auto prop =
+          mode == Mode::Training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
       // Inference always has a bias (a folded batch norm creates one).
       const bool bias = op.bias || mode == Mode::Inference;
-      const auto desc = bias ? dnnl::convolution_forward::desc(prop, dnnl::algorithm::convolution_direct, src_md,
-                                                               any_weights, bias_md, dst_md, strides, pad_l, pad_r)
-                             : dnnl::convolution_forward::desc(prop, dnnl::algorithm::convolution_direct, src_md,
-                                                               any_weights, dst_md, strides, pad_l, pad_r);
+      const auto desc =
+          bias ? dnnl::convolution_forward::desc(prop, dnnl::algorithm::convolution_direct, src_md,
+                                                 any_weights, bias_md, dst_md, strides, pad_l, pad_r)
+               : dnnl::convolution_forward::desc(prop, dnnl::algorithm::convolution_direct, src_md,
+                                                 any_weights, dst_md, strides, pad_l, pad_r);
       dnnl::primitive_attr attr;
       if (auto it = post.find(index); it != post.end()) {
         dnnl::post_ops ops;
@@ -308,14 +327,16 @@ struct CpuNetwork::Impl {
       c.weights = memory(c.fwd_pd.weights_desc(), engine);
       c.bias = memory(bias_md, engine, nullptr);
       if (mode == Mode::Training) {
-        const auto bd = dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, src_md, any_weights,
-                                                              dst_md, strides, pad_l, pad_r);
+        const auto bd = dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, src_md,
+                                                              any_weights, dst_md, strides, pad_l, pad_r);
         c.bwd_data_pd = dnnl::convolution_backward_data::primitive_desc(bd, engine, c.fwd_pd);
         c.bwd_data = dnnl::convolution_backward_data(c.bwd_data_pd);
-        const auto bw = op.bias ? dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, src_md,
-                                                                           any_weights, bias_md, dst_md, strides, pad_l, pad_r)
-                                : dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, src_md,
-                                                                           any_weights, dst_md, strides, pad_l, pad_r);
+        const auto bw =
+            op.bias ? dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, src_md,
+                                                               any_weights, bias_md, dst_md, strides, pad_l,
+                                                               pad_r)
+                    : dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, src_md,
+                                                               any_weights, dst_md, strides, pad_l, pad_r);
         c.bwd_weights_pd = dnnl::convolution_backward_weights::primitive_desc(bw, engine, c.fwd_pd);
         c.bwd_weights = dnnl::convolution_backward_weights(c.bwd_weights_pd);
         c.data_weights = memory(c.bwd_data_pd.weights_desc(), engine);
@@ -337,8 +358,9 @@ struct CpuNetwork::Impl {
       const Op& op = net.ops()[std::size_t(index)];
       const Shape in = plan.shapes[std::size_t(op.inputs[0])];
       auto& w = mode == Mode::Inference ? conv_weights.at(index) : params.at(op.name + ".weight").values;
-      memory user(memory::desc({op.channels, in.c, op.kernel[0], op.kernel[1], op.kernel[2]}, f32, tag::oidhw), engine,
-                  w.data());
+      memory user(
+          memory::desc({op.channels, in.c, op.kernel[0], op.kernel[1], op.kernel[2]}, f32, tag::oidhw),
+          engine, w.data());
       dnnl::reorder(user, c.weights).execute(stream, user, c.weights);
       if (mode == Mode::Training) dnnl::reorder(user, c.data_weights).execute(stream, user, c.data_weights);
     }
@@ -377,7 +399,9 @@ struct CpuNetwork::Impl {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < s.n; ++n)
       for (std::int64_t v = 0; v < std::int64_t(S); ++v)
-        for (int c = 0; c < s.c; ++c) out[(n * S + std::size_t(v)) * std::size_t(s.c) + std::size_t(c)] = in[(std::size_t(n) * s.c + c) * S + std::size_t(v)];
+        for (int c = 0; c < s.c; ++c)
+          out[(n * S + std::size_t(v)) * std::size_t(s.c) + std::size_t(c)] =
+              in[(std::size_t(n) * s.c + c) * S + std::size_t(v)];
   }
 
   static void from_channels_last(const float* in, float* out, const Shape& s) {
@@ -389,7 +413,9 @@ struct CpuNetwork::Impl {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < s.n; ++n)
       for (std::int64_t v = 0; v < std::int64_t(S); ++v)
-        for (int c = 0; c < s.c; ++c) out[(std::size_t(n) * s.c + c) * S + std::size_t(v)] = in[(n * S + std::size_t(v)) * std::size_t(s.c) + std::size_t(c)];
+        for (int c = 0; c < s.c; ++c)
+          out[(std::size_t(n) * s.c + c) * S + std::size_t(v)] =
+              in[(n * S + std::size_t(v)) * std::size_t(s.c) + std::size_t(c)];
   }
 
   void forward_op(Plan& plan, int index) {
@@ -399,10 +425,12 @@ struct CpuNetwork::Impl {
     float* y = plan.value(index);
     const std::size_t count = os.elements();
     switch (op.kind) {
-      case OpKind::Input: break;
+      case OpKind::Input:
+        break;
       case OpKind::Conv: {
         ConvPlan& c = plan.convs.at(index);
-        std::unordered_map<int, memory> args{{DNNL_ARG_SRC, c.src}, {DNNL_ARG_WEIGHTS, c.weights}, {DNNL_ARG_DST, c.dst}};
+        std::unordered_map<int, memory> args{
+            {DNNL_ARG_SRC, c.src}, {DNNL_ARG_WEIGHTS, c.weights}, {DNNL_ARG_DST, c.dst}};
         if (mode == Mode::Inference || op.bias) {
           auto& b = mode == Mode::Inference ? conv_bias.at(index) : params.at(op.name + ".bias").values;
           c.bias.set_data_handle(b.data());
@@ -411,8 +439,12 @@ struct CpuNetwork::Impl {
         c.fwd.execute(stream, args);
         break;
       }
-      case OpKind::ConvTranspose: conv_transpose_forward(plan, op, is, os, x, y); break;
-      case OpKind::BatchNorm: batch_norm_forward(plan, index, op, is, x, y); break;
+      case OpKind::ConvTranspose:
+        conv_transpose_forward(plan, op, is, os, x, y);
+        break;
+      case OpKind::BatchNorm:
+        batch_norm_forward(plan, index, op, is, x, y);
+        break;
       case OpKind::ReLU:
 #pragma omp parallel for schedule(static)
         for (std::int64_t i = 0; i < std::int64_t(count); ++i) y[i] = std::max(x[i], 0.0f);
@@ -427,7 +459,9 @@ struct CpuNetwork::Impl {
         for (std::int64_t i = 0; i < std::int64_t(count); ++i) y[i] = x[i] + b[i];
         break;
       }
-      case OpKind::MaxPool: max_pool_forward(plan, index, op, is, os, x, y); break;
+      case OpKind::MaxPool:
+        max_pool_forward(plan, index, op, is, os, x, y);
+        break;
       case OpKind::Concat: {
         const float* b = plan.value(op.inputs[1]);
         const std::size_t ca = std::size_t(is.c), cb = std::size_t(os.c) - ca, rows = os.n * os.spatial();
@@ -458,15 +492,19 @@ struct CpuNetwork::Impl {
             }
         break;
       }
-      case OpKind::Dense: dense_forward(plan, op, is, os, x, y); break;
+      case OpKind::Dense:
+        dense_forward(plan, op, is, os, x, y);
+        break;
     }
   }
 
   // Transposed convolution with kernel <= stride: each input voxel writes its own kernel-sized output block,
-  // so the op is one GEMM [rows, c_in] x [c_in, taps * c_out] and a scatter; voxels no tap reaches get the bias.
+  // so the op is one GEMM [rows, c_in] x [c_in, taps * c_out] and a scatter; voxels no tap reaches get the
+  // bias.
   std::vector<float> transposed_weights(const Op& op, int c_in) const {
     const auto& w = p(op, ".weight");  // [c_in, c_out, taps]
-    const std::size_t taps = std::size_t(op.kernel[0] * op.kernel[1] * op.kernel[2]), co = std::size_t(op.channels);
+    const std::size_t taps = std::size_t(op.kernel[0] * op.kernel[1] * op.kernel[2]),
+                      co = std::size_t(op.channels);
     std::vector<float> bt(w.size());
     for (std::size_t ci = 0; ci < std::size_t(c_in); ++ci)
       for (std::size_t o = 0; o < co; ++o)
@@ -489,13 +527,15 @@ struct CpuNetwork::Impl {
                     Y * op.stride[1] + j, Z * op.stride[2] + l);
   }
 
-  void conv_transpose_forward(Plan& plan, const Op& op, const Shape& is, const Shape& os, const float* x, float* y) {
-    const std::size_t taps = std::size_t(op.kernel[0] * op.kernel[1] * op.kernel[2]), co = std::size_t(op.channels);
+  void conv_transpose_forward(Plan& plan, const Op& op, const Shape& is, const Shape& os, const float* x,
+                              float* y) {
+    const std::size_t taps = std::size_t(op.kernel[0] * op.kernel[1] * op.kernel[2]),
+                      co = std::size_t(op.channels);
     const std::vector<float> bt = transposed_weights(op, is.c);
     const std::size_t rows = is.n * is.spatial();
     float* c = plan.scratch.data();
-    sgemm('N', 'N', std::int64_t(rows), std::int64_t(taps * co), is.c, x, is.c, bt.data(), std::int64_t(taps * co), 0.0f,
-          c, std::int64_t(taps * co));
+    sgemm('N', 'N', std::int64_t(rows), std::int64_t(taps * co), is.c, x, is.c, bt.data(),
+          std::int64_t(taps * co), 0.0f, c, std::int64_t(taps * co));
     const std::vector<float> bias = op.bias ? p(op, ".bias") : std::vector<float>(co, 0.0f);
     const bool covers_all = op.pad_hi == Triple{0, 0, 0} && op.kernel == op.stride;
     if (!covers_all) {
@@ -516,8 +556,10 @@ struct CpuNetwork::Impl {
     std::vector<float> scale(C), shift(C);
     const double eps = net.batch_norm_settings.epsilon;
     if (mode == Mode::Training) {
-      // Two passes (mean, then centred squares) in double: the one-pass formula loses digits when |mean| >> std.
-      std::vector<double> mean = channel_sums(rows, s.c, [&](std::size_t r, int c) { return double(x[r * C + std::size_t(c)]); });
+      // Two passes (mean, then centred squares) in double: the one-pass formula loses digits when |mean| >>
+      // std.
+      std::vector<double> mean =
+          channel_sums(rows, s.c, [&](std::size_t r, int c) { return double(x[r * C + std::size_t(c)]); });
       for (auto& m : mean) m /= double(rows);
       std::vector<double> var = channel_sums(rows, s.c, [&](std::size_t r, int c) {
         const double d = x[r * C + std::size_t(c)] - mean[std::size_t(c)];
@@ -547,10 +589,12 @@ struct CpuNetwork::Impl {
     }
 #pragma omp parallel for schedule(static)
     for (std::int64_t r = 0; r < std::int64_t(rows); ++r)
-      for (std::size_t c = 0; c < C; ++c) y[std::size_t(r) * C + c] = x[std::size_t(r) * C + c] * scale[c] + shift[c];
+      for (std::size_t c = 0; c < C; ++c)
+        y[std::size_t(r) * C + c] = x[std::size_t(r) * C + c] * scale[c] + shift[c];
   }
 
-  void max_pool_forward(Plan& plan, int index, const Op& op, const Shape& is, const Shape& os, const float* x, float* y) {
+  void max_pool_forward(Plan& plan, int index, const Op& op, const Shape& is, const Shape& os, const float* x,
+                        float* y) {
     auto& arg = plan.argmax.at(index);
     const std::size_t C = std::size_t(os.c);
     const int kx = op.kernel[0], ky = op.kernel[1], kz = op.kernel[2];
@@ -565,7 +609,8 @@ struct CpuNetwork::Impl {
             for (int i = 0; i < kx; ++i)
               for (int j = 0; j < ky; ++j)
                 for (int l = 0; l < kz; ++l, ++t) {
-                  const float* in = x + row(is, n, X * op.stride[0] + i, Y * op.stride[1] + j, Z * op.stride[2] + l);
+                  const float* in =
+                      x + row(is, n, X * op.stride[0] + i, Y * op.stride[1] + j, Z * op.stride[2] + l);
                   for (std::size_t c = 0; c < C; ++c)
                     if (t == 0 || in[c] > out[c]) out[c] = in[c], a[c] = std::uint8_t(t);
                 }
@@ -638,7 +683,8 @@ struct CpuNetwork::Impl {
     const bool need_dx = needed[std::size_t(a)];
     const std::size_t count = os.elements();
     switch (op.kind) {
-      case OpKind::Input: break;
+      case OpKind::Input:
+        break;
       case OpKind::Conv: {
         ConvPlan& c = plan.convs.at(index);
         c.diff_dst.set_data_handle(const_cast<float*>(dy));
@@ -646,7 +692,8 @@ struct CpuNetwork::Impl {
           // oneDNN overwrites diff_src: write straight into a fresh gradient, through scratch otherwise.
           const bool fresh = !plan.touched[std::size_t(a)];
           c.diff_src.set_data_handle(fresh ? dx : plan.scratch.data());
-          c.bwd_data.execute(stream, {{DNNL_ARG_DIFF_DST, c.diff_dst}, {DNNL_ARG_WEIGHTS, c.data_weights},
+          c.bwd_data.execute(stream, {{DNNL_ARG_DIFF_DST, c.diff_dst},
+                                      {DNNL_ARG_WEIGHTS, c.data_weights},
                                       {DNNL_ARG_DIFF_SRC, c.diff_src}});
           if (!fresh) {
             stream.wait();
@@ -655,21 +702,23 @@ struct CpuNetwork::Impl {
             for (std::int64_t i = 0; i < std::int64_t(is.elements()); ++i) dx[i] += s[i];
           }
         }
-        std::unordered_map<int, memory> args{{DNNL_ARG_SRC, c.src}, {DNNL_ARG_DIFF_DST, c.diff_dst},
-                                             {DNNL_ARG_DIFF_WEIGHTS, c.diff_weights}};
+        std::unordered_map<int, memory> args{
+            {DNNL_ARG_SRC, c.src}, {DNNL_ARG_DIFF_DST, c.diff_dst}, {DNNL_ARG_DIFF_WEIGHTS, c.diff_weights}};
         if (op.bias) {
           c.diff_bias.set_data_handle(grads.at(op.name + ".bias").data());
           args.emplace(DNNL_ARG_DIFF_BIAS, c.diff_bias);
         }
         c.bwd_weights.execute(stream, args);
-        memory user(memory::desc({op.channels, is.c, op.kernel[0], op.kernel[1], op.kernel[2]}, f32, tag::oidhw), engine,
-                    grads.at(op.name + ".weight").data());
+        memory user(
+            memory::desc({op.channels, is.c, op.kernel[0], op.kernel[1], op.kernel[2]}, f32, tag::oidhw),
+            engine, grads.at(op.name + ".weight").data());
         dnnl::reorder(c.diff_weights, user).execute(stream, c.diff_weights, user);
         stream.wait();
         break;
       }
       case OpKind::ConvTranspose: {
-        const std::size_t taps = std::size_t(op.kernel[0] * op.kernel[1] * op.kernel[2]), co = std::size_t(op.channels);
+        const std::size_t taps = std::size_t(op.kernel[0] * op.kernel[1] * op.kernel[2]),
+                          co = std::size_t(op.channels);
         const std::size_t rows = is.n * is.spatial(), ci = std::size_t(is.c);
         float* dc = plan.scratch.data();
         for_each_tap(op, is, [&](std::size_t r, int t, int n, int aa, int b, int z) {
@@ -677,17 +726,20 @@ struct CpuNetwork::Impl {
         });
         const std::vector<float> bt = transposed_weights(op, is.c);
         if (need_dx)
-          sgemm('N', 'T', std::int64_t(rows), std::int64_t(ci), std::int64_t(taps * co), dc, std::int64_t(taps * co),
-                bt.data(), std::int64_t(taps * co), 1.0f, dx, std::int64_t(ci));
+          sgemm('N', 'T', std::int64_t(rows), std::int64_t(ci), std::int64_t(taps * co), dc,
+                std::int64_t(taps * co), bt.data(), std::int64_t(taps * co), 1.0f, dx, std::int64_t(ci));
         std::vector<float> dbt(ci * taps * co);
-        sgemm('T', 'N', std::int64_t(ci), std::int64_t(taps * co), std::int64_t(rows), x, std::int64_t(ci), dc,
-              std::int64_t(taps * co), 0.0f, dbt.data(), std::int64_t(taps * co));
+        sgemm('T', 'N', std::int64_t(ci), std::int64_t(taps * co), std::int64_t(rows), x, std::int64_t(ci),
+              dc, std::int64_t(taps * co), 0.0f, dbt.data(), std::int64_t(taps * co));
         auto& dw = grads.at(op.name + ".weight");
         for (std::size_t c = 0; c < ci; ++c)
           for (std::size_t o = 0; o < co; ++o)
-            for (std::size_t t = 0; t < taps; ++t) dw[(c * co + o) * taps + t] = dbt[c * taps * co + t * co + o];
+            for (std::size_t t = 0; t < taps; ++t)
+              dw[(c * co + o) * taps + t] = dbt[c * taps * co + t * co + o];
         if (op.bias) {
-          const auto sums = channel_sums(os.n * os.spatial(), os.c, [&](std::size_t r, int o) { return double(dy[r * co + std::size_t(o)]); });
+          const auto sums = channel_sums(os.n * os.spatial(), os.c, [&](std::size_t r, int o) {
+            return double(dy[r * co + std::size_t(o)]);
+          });
           auto& db = grads.at(op.name + ".bias");
           for (std::size_t o = 0; o < co; ++o) db[o] = float(sums[o]);
         }
@@ -697,14 +749,15 @@ struct CpuNetwork::Impl {
         const std::size_t rows = is.n * is.spatial(), C = std::size_t(is.c);
         const auto& [mean, inv_std] = plan.stats.at(index);
         const auto& gamma = p(op, ".weight");
-        const auto sum_dy = channel_sums(rows, is.c, [&](std::size_t r, int c) { return double(dy[r * C + std::size_t(c)]); });
+        const auto sum_dy = channel_sums(
+            rows, is.c, [&](std::size_t r, int c) { return double(dy[r * C + std::size_t(c)]); });
         const auto sum_dy_xhat = channel_sums(rows, is.c, [&](std::size_t r, int c) {
           const std::size_t k = std::size_t(c);
           return double(dy[r * C + k]) * (double(x[r * C + k]) - mean[k]) * inv_std[k];
         });
         auto &dgamma = grads.at(op.name + ".weight"), &dbeta = grads.at(op.name + ".bias");
-        // dx = gamma inv_std (dy - mean(dy) - xhat mean(dy xhat)), with xhat = (x - mean) inv_std formed first:
-        // expanding it into a x + b would cancel catastrophically in float when |mean| >> std.
+        // dx = gamma inv_std (dy - mean(dy) - xhat mean(dy xhat)), with xhat = (x - mean) inv_std formed
+        // first: expanding it into a x + b would cancel catastrophically in float when |mean| >> std.
         std::vector<float> scale(C), mean_dy(C), mean_dy_xhat(C);
         for (std::size_t c = 0; c < C; ++c) {
           dgamma[c] = float(sum_dy_xhat[c]), dbeta[c] = float(sum_dy[c]);
@@ -751,8 +804,8 @@ struct CpuNetwork::Impl {
         const auto& arg = plan.argmax.at(index);
         const std::size_t C = std::size_t(os.c);
         const int ky = op.kernel[1], kz = op.kernel[2];
-        // Pooling windows do not overlap when kernel == stride (the builders' only use), so the scatter is race-free
-        // per output voxel; overlapping windows run serially.
+        // Pooling windows do not overlap when kernel == stride (the builders' only use), so the scatter is
+        // race-free per output voxel; overlapping windows run serially.
         const bool disjoint = op.kernel == op.stride;
 #pragma omp parallel for collapse(2) schedule(static) if (disjoint)
         for (int n = 0; n < os.n; ++n)
@@ -762,7 +815,8 @@ struct CpuNetwork::Impl {
                 const std::size_t o = row(os, n, X, Y, Z);
                 for (std::size_t c = 0; c < C; ++c) {
                   const int t = arg[o + c], i = t / (ky * kz), j = (t / kz) % ky, l = t % kz;
-                  dx[row(is, n, X * op.stride[0] + i, Y * op.stride[1] + j, Z * op.stride[2] + l) + c] += dy[o + c];
+                  dx[row(is, n, X * op.stride[0] + i, Y * op.stride[1] + j, Z * op.stride[2] + l) + c] +=
+                      dy[o + c];
                 }
               }
         break;
@@ -810,7 +864,8 @@ struct CpuNetwork::Impl {
         const std::size_t S = is.spatial(), C = std::size_t(is.c);
         for (std::size_t o = 0; o < std::size_t(O); ++o)
           for (std::size_t c = 0; c < C; ++c)
-            for (std::size_t v = 0; v < S; ++v) dw[o * std::size_t(F) + c * S + v] = dwcl[o * std::size_t(F) + v * C + c];
+            for (std::size_t v = 0; v < S; ++v)
+              dw[o * std::size_t(F) + c * S + v] = dwcl[o * std::size_t(F) + v * C + c];
         if (op.bias) {
           auto& db = grads.at(op.name + ".bias");
           for (int n = 0; n < is.n; ++n)
@@ -830,7 +885,9 @@ CpuNetwork::~CpuNetwork() = default;
 const Network& CpuNetwork::network() const { return impl_->net; }
 Mode CpuNetwork::mode() const { return impl_->mode; }
 void CpuNetwork::forward(const float* input, float* output, int n) { impl_->forward(input, output, n); }
-void CpuNetwork::backward(const float* grad_output, float* grad_input) { impl_->backward(grad_output, grad_input); }
+void CpuNetwork::backward(const float* grad_output, float* grad_input) {
+  impl_->backward(grad_output, grad_input);
+}
 const Parameters& CpuNetwork::parameters() const { return impl_->params; }
 const std::map<std::string, std::vector<float>>& CpuNetwork::gradients() const { return impl_->grads; }
 
@@ -842,7 +899,8 @@ void CpuNetwork::set_parameters(const Parameters& parameters) {
 
 std::string CpuNetwork::description() const {
   const dnnl_version_t* v = dnnl_version();
-  return fmt::format("cpu (oneDNN {}.{}.{}, {} threads)", v->major, v->minor, v->patch, omp_get_max_threads());
+  return fmt::format("cpu (oneDNN {}.{}.{}, {} threads)", v->major, v->minor, v->patch,
+                     omp_get_max_threads());
 }
 
 }  // namespace nfmimo::nn

@@ -1,11 +1,11 @@
 // The fast float32 CPU backend of the network engine (forward and backward), built on oneDNN.
 //
-// Inside, activations are channels-last ([n, x, y, z, c], oneDNN's ndhwc), the layout oneDNN's AVX2 convolution
-// kernels run at full speed on and the one the cuDNN backend will use; the public calls take and return the
-// logical layout [n, c, x, y, z] (identical when c = 1, so the paper's networks convert nothing).
+// Inside, activations are channels-last ([n, x, y, z, c], oneDNN's ndhwc), the layout oneDNN's AVX2
+// convolution kernels run at full speed on and the one the cuDNN backend will use; the public calls take and
+// return the logical layout [n, c, x, y, z] (identical when c = 1, so the paper's networks convert nothing).
 // Convolutions (forward, backward data, backward weights) are oneDNN primitives; transposed convolutions with
-// kernel <= stride (every one in the paper's networks) are one GEMM plus a scatter; the cheap layers are OpenMP
-// loops. See docs/networks.md for the choice and the measured speed.
+// kernel <= stride (every one in the paper's networks) are one GEMM plus a scatter; the cheap layers are
+// OpenMP loops. See docs/networks.md for the choice and the measured speed.
 //
 // Inference mode folds each batch norm into the preceding convolution and fuses a following ReLU or sigmoid
 // into it (oneDNN post-op), and reuses activation buffers once they are dead. Training mode keeps every

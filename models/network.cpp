@@ -14,18 +14,30 @@ std::string to_string(const Shape& s) { return fmt::format("[{}, {}, {}, {}, {}]
 
 std::string to_string(OpKind kind) {
   switch (kind) {
-    case OpKind::Input: return "input";
-    case OpKind::Conv: return "conv";
-    case OpKind::ConvTranspose: return "conv_transpose";
-    case OpKind::BatchNorm: return "batch_norm";
-    case OpKind::ReLU: return "relu";
-    case OpKind::Sigmoid: return "sigmoid";
-    case OpKind::MaxPool: return "max_pool";
-    case OpKind::Concat: return "concat";
-    case OpKind::Crop: return "crop";
-    case OpKind::ZeroPad: return "zero_pad";
-    case OpKind::Add: return "add";
-    case OpKind::Dense: return "dense";
+    case OpKind::Input:
+      return "input";
+    case OpKind::Conv:
+      return "conv";
+    case OpKind::ConvTranspose:
+      return "conv_transpose";
+    case OpKind::BatchNorm:
+      return "batch_norm";
+    case OpKind::ReLU:
+      return "relu";
+    case OpKind::Sigmoid:
+      return "sigmoid";
+    case OpKind::MaxPool:
+      return "max_pool";
+    case OpKind::Concat:
+      return "concat";
+    case OpKind::Crop:
+      return "crop";
+    case OpKind::ZeroPad:
+      return "zero_pad";
+    case OpKind::Add:
+      return "add";
+    case OpKind::Dense:
+      return "dense";
   }
   return "?";
 }
@@ -57,11 +69,13 @@ Shape Network::shape(int value, int n) const {
 Shape Network::infer(const Op& op) const {
   auto in = [&](int i) { return shapes_.at(std::size_t(op.inputs.at(std::size_t(i)))); };
   const auto fail = [&](const std::string& why) {
-    return InputError(fmt::format("network '{}': op '{}' ({}): {}", architecture_, op.name, to_string(op.kind), why));
+    return InputError(
+        fmt::format("network '{}': op '{}' ({}): {}", architecture_, op.name, to_string(op.kind), why));
   };
   Shape s = in(0);
   switch (op.kind) {
-    case OpKind::Input: break;
+    case OpKind::Input:
+      break;
     case OpKind::Conv:
       for (int a = 0; a < 3; ++a) {
         const int padded = s.axis(a) + op.pad_lo[a] + op.pad_hi[a];
@@ -72,14 +86,16 @@ Shape Network::infer(const Op& op) const {
       break;
     case OpKind::ConvTranspose:
       for (int a = 0; a < 3; ++a) {
-        if (op.pad_hi[a] >= op.stride[a] && op.pad_hi[a] > 0) throw fail("output padding must be below the stride");
+        if (op.pad_hi[a] >= op.stride[a] && op.pad_hi[a] > 0)
+          throw fail("output padding must be below the stride");
         (a == 0 ? s.x : a == 1 ? s.y : s.z) = (s.axis(a) - 1) * op.stride[a] + op.kernel[a] + op.pad_hi[a];
       }
       s.c = op.channels;
       break;
     case OpKind::BatchNorm:
     case OpKind::ReLU:
-    case OpKind::Sigmoid: break;
+    case OpKind::Sigmoid:
+      break;
     case OpKind::MaxPool:
       for (int a = 0; a < 3; ++a) {
         if (s.axis(a) < op.kernel[a]) throw fail("pooling window larger than the input " + to_string(s));
@@ -99,7 +115,8 @@ Shape Network::infer(const Op& op) const {
     case OpKind::Crop:
       for (int a = 0; a < 3; ++a) {
         const int size = s.axis(a) - op.pad_lo[a] - op.pad_hi[a];
-        if (size <= 0 || op.pad_lo[a] < 0 || op.pad_hi[a] < 0) throw fail("crop removes the whole input " + to_string(s));
+        if (size <= 0 || op.pad_lo[a] < 0 || op.pad_hi[a] < 0)
+          throw fail("crop removes the whole input " + to_string(s));
         (a == 0 ? s.x : a == 1 ? s.y : s.z) = size;
       }
       break;
@@ -118,8 +135,9 @@ Shape Network::infer(const Op& op) const {
 
 int Network::push(Op op) {
   for (int i : op.inputs)
-    require(i >= 0 && i < int(ops_.size()), fmt::format("network '{}': op '{}' reads value {} that does not exist",
-                                                          architecture_, op.name, i));
+    require(
+        i >= 0 && i < int(ops_.size()),
+        fmt::format("network '{}': op '{}' reads value {} that does not exist", architecture_, op.name, i));
   for (const Op& o : ops_)
     require(o.name != op.name, fmt::format("network '{}': two ops are named '{}'", architecture_, op.name));
   const Shape s = infer(op);
@@ -132,7 +150,8 @@ int Network::push(Op op) {
 int Network::conv(const std::string& name, int x, int channels, Triple kernel, bool same, Triple stride) {
   Op op{OpKind::Conv, name, {x}, channels, kernel, stride};
   if (same)
-    // TensorFlow's 'same' rule: total padding k - 1, the odd voxel (even kernels) after. Stride 1 keeps the size.
+    // TensorFlow's 'same' rule: total padding k - 1, the odd voxel (even kernels) after. Stride 1 keeps the
+    // size.
     for (int a = 0; a < 3; ++a) {
       op.pad_lo[a] = (kernel[a] - 1) / 2;
       op.pad_hi[a] = kernel[a] - 1 - op.pad_lo[a];
@@ -194,7 +213,8 @@ std::vector<ParameterSpec> Network::parameter_specs() const {
         specs.push_back({op.name + ".weight", {op.channels, int(in.per_sample())}});
         if (op.bias) specs.push_back({op.name + ".bias", {op.channels}});
         break;
-      default: break;
+      default:
+        break;
     }
   }
   return specs;
@@ -238,11 +258,12 @@ Parameters initial_parameters(const Network& network, unsigned long long seed) {
     for (const Op& op : network.ops())
       if (op.name == op_name) kind = op.kind;
     if (kind == OpKind::BatchNorm) {
-      if (spec.name.ends_with(".weight") || spec.name.ends_with(".running_var")) std::fill(t.values.begin(), t.values.end(), 1.0f);
+      if (spec.name.ends_with(".weight") || spec.name.ends_with(".running_var"))
+        std::fill(t.values.begin(), t.values.end(), 1.0f);
     } else if (is_weight) {
       // fan_in: everything but the output-channel axis (axis 0 for Conv/Dense, axis 1 for ConvTranspose).
       const std::size_t fan_in = kind == OpKind::ConvTranspose ? t.elements() / std::size_t(spec.shape[1])
-                                                                : t.elements() / std::size_t(spec.shape[0]);
+                                                               : t.elements() / std::size_t(spec.shape[0]);
       const double sd = std::sqrt(2.0 / double(fan_in));
       const RandomStream rng(seed, stream);
       for (std::size_t i = 0; i < t.values.size(); i += 2) {
@@ -263,8 +284,8 @@ void check_parameters(const Network& network, const Parameters& parameters, cons
   for (const auto& spec : network.parameter_specs()) {
     expected.insert(spec.name);
     const auto it = parameters.find(spec.name);
-    require(it != parameters.end(),
-            fmt::format("{}: parameter '{}' of the {} network is missing", source, spec.name, network.architecture()));
+    require(it != parameters.end(), fmt::format("{}: parameter '{}' of the {} network is missing", source,
+                                                spec.name, network.architecture()));
     const auto shape_text = [](const std::vector<int>& s) {
       std::string t = "[";
       for (std::size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
@@ -274,19 +295,20 @@ void check_parameters(const Network& network, const Parameters& parameters, cons
             fmt::format("{}: parameter '{}' has shape {}, the {} network needs {}", source, spec.name,
                         shape_text(it->second.shape), network.architecture(), shape_text(spec.shape)));
     require(it->second.values.size() == product(spec.shape),
-            fmt::format("{}: parameter '{}' holds {} values for shape {}", source, spec.name, it->second.values.size(),
-                        shape_text(spec.shape)));
+            fmt::format("{}: parameter '{}' holds {} values for shape {}", source, spec.name,
+                        it->second.values.size(), shape_text(spec.shape)));
     for (std::size_t i = 0; i < it->second.values.size(); ++i)
       require(std::isfinite(it->second.values[i]),
               fmt::format("{}: parameter '{}' has a non-finite value at element {}", source, spec.name, i));
     if (spec.name.ends_with(".running_var"))
       for (std::size_t i = 0; i < it->second.values.size(); ++i)
-        require(it->second.values[i] >= 0,
-                fmt::format("{}: parameter '{}' has a negative variance at element {}", source, spec.name, i));
+        require(
+            it->second.values[i] >= 0,
+            fmt::format("{}: parameter '{}' has a negative variance at element {}", source, spec.name, i));
   }
   for (const auto& [name, tensor] : parameters)
-    require(expected.count(name) == 1,
-            fmt::format("{}: parameter '{}' is not part of the {} network", source, name, network.architecture()));
+    require(expected.count(name) == 1, fmt::format("{}: parameter '{}' is not part of the {} network", source,
+                                                   name, network.architecture()));
 }
 
 }  // namespace nfmimo::nn

@@ -1,15 +1,17 @@
-// A network description that every backend executes: a static graph of named operations with named parameters.
+// A network description that every backend executes: a static graph of named operations with named
+// parameters.
 //
-// The graph holds no layout or precision decisions (those belong to the backends: the double reference, the CPU
-// fast path, later cuDNN). Op 0 is the single input; every op produces one value whose index is the op's index;
-// ops are stored in a topological order (inputs always precede their users). Parameter names are
+// The graph holds no layout or precision decisions (those belong to the backends: the double reference, the
+// CPU fast path, later cuDNN). Op 0 is the single input; every op produces one value whose index is the op's
+// index; ops are stored in a topological order (inputs always precede their users). Parameter names are
 // "<op name>.weight", "<op name>.bias", and for batch norm also "<op name>.running_mean" / ".running_var".
 //
 // Parameter layouts (PyTorch's, with D = x, H = y, W = z):
 //   Conv           weight [c_out, c_in, kx, ky, kz], bias [c_out]
 //   ConvTranspose  weight [c_in, c_out, kx, ky, kz], bias [c_out]
 //   BatchNorm      weight (gamma) [c], bias (beta) [c], running_mean [c], running_var [c]
-//   Dense          weight [out, in] with in = c * x * y * z of its input (flattened in the logical layout), bias [out]
+//   Dense          weight [out, in] with in = c * x * y * z of its input (flattened in the logical layout),
+//   bias [out]
 #pragma once
 
 #include <array>
@@ -21,7 +23,20 @@
 
 namespace nfmimo::nn {
 
-enum class OpKind { Input, Conv, ConvTranspose, BatchNorm, ReLU, Sigmoid, MaxPool, Concat, Crop, ZeroPad, Add, Dense };
+enum class OpKind {
+  Input,
+  Conv,
+  ConvTranspose,
+  BatchNorm,
+  ReLU,
+  Sigmoid,
+  MaxPool,
+  Concat,
+  Crop,
+  ZeroPad,
+  Add,
+  Dense
+};
 std::string to_string(OpKind kind);
 
 using Triple = std::array<int, 3>;  // per axis x, y, z
@@ -34,7 +49,8 @@ struct Op {
   Triple kernel{1, 1, 1};   // Conv, ConvTranspose, MaxPool
   Triple stride{1, 1, 1};   // Conv, ConvTranspose, MaxPool
   // Conv: implicit zero padding before / after each axis. Crop: voxels removed; ZeroPad: zeros added.
-  // ConvTranspose: pad_hi is the extra output at the end of each axis (PyTorch's output_padding), pad_lo is 0.
+  // ConvTranspose: pad_hi is the extra output at the end of each axis (PyTorch's output_padding), pad_lo is
+  // 0.
   Triple pad_lo{0, 0, 0}, pad_hi{0, 0, 0};
   bool bias = true;  // Conv, ConvTranspose, Dense
 };
@@ -48,8 +64,8 @@ struct ParameterSpec {
 using Parameters = std::map<std::string, ParameterTensor>;
 
 // Batch-norm hyperparameters. Defaults are Keras's (the authors' framework): epsilon 1e-3, running statistics
-// updated as running = (1 - momentum) * running + momentum * batch with momentum 0.01 (Keras's 0.99 written the
-// PyTorch way), from the biased batch variance.
+// updated as running = (1 - momentum) * running + momentum * batch with momentum 0.01 (Keras's 0.99 written
+// the PyTorch way), from the biased batch variance.
 struct BatchNormSettings {
   double epsilon = 1e-3;
   double momentum = 0.01;
@@ -62,7 +78,8 @@ class Network {
   Network(std::string architecture, Shape input);
 
   // Builders: each returns the new value's index.
-  int conv(const std::string& name, int x, int channels, Triple kernel, bool same = true, Triple stride = {1, 1, 1});
+  int conv(const std::string& name, int x, int channels, Triple kernel, bool same = true,
+           Triple stride = {1, 1, 1});
   int conv_transpose(const std::string& name, int x, int channels, Triple kernel, Triple stride);
   int batch_norm(const std::string& name, int x);
   int relu(const std::string& name, int x);

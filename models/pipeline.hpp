@@ -1,4 +1,5 @@
-// Learned reconstruction pipelines (the paper's Deep2S family): physics stage, per-sample normalisation, network.
+// Learned reconstruction pipelines (the paper's Deep2S family): physics stage, per-sample normalisation,
+// network.
 //
 //   deep2s          adjoint -> magnitude -> divide by the sample's maximum -> 3D U-Net (unet3d) -> magnitude
 //   cv-deep2s       adjoint -> divide by the sample's maximum magnitude -> [real, imag] channels -> cv-unet3d
@@ -7,8 +8,8 @@
 //
 // Normalisation is per sample (each frame is independent; the authors' inference script normalised per batch,
 // which makes a frame's image depend on its neighbours). A frame whose adjoint is all zeros stays zero.
-// Frames are processed in chunks of `max_batch`. The device is chosen once at construction: the network runs on
-// the CPU backend (CpuNetwork); asking for CUDA is refused until the cuDNN backend exists; with `auto` the
+// Frames are processed in chunks of `max_batch`. The device is chosen once at construction: the network runs
+// on the CPU backend (CpuNetwork); asking for CUDA is refused until the cuDNN backend exists; with `auto` the
 // physics stage may still use a GPU when one is present.
 #pragma once
 
@@ -45,8 +46,8 @@ void require_matching(const Model& model, const std::string& model_source, const
 
 class LearnedPipeline {
  public:
-  LearnedPipeline(const std::string& method, Model model, DeviceKind device, ImagingMode physics_mode = ImagingMode::Exact,
-                  int max_batch = 8);
+  LearnedPipeline(const std::string& method, Model model, DeviceKind device,
+                  ImagingMode physics_mode = ImagingMode::Exact, int max_batch = 8);
   ~LearnedPipeline();
   LearnedPipeline(const LearnedPipeline&) = delete;
   LearnedPipeline& operator=(const LearnedPipeline&) = delete;

@@ -20,9 +20,11 @@ Tensor<float> to_float(const Tensor<double>& t) {
   return f;
 }
 
-ReferenceNetwork::ReferenceNetwork(Network network, const Parameters& parameters) : network_(std::move(network)) {
+ReferenceNetwork::ReferenceNetwork(Network network, const Parameters& parameters)
+    : network_(std::move(network)) {
   check_parameters(network_, parameters, "reference network");
-  for (const auto& [name, t] : parameters) parameters_[name] = std::vector<double>(t.values.begin(), t.values.end());
+  for (const auto& [name, t] : parameters)
+    parameters_[name] = std::vector<double>(t.values.begin(), t.values.end());
 }
 
 Parameters ReferenceNetwork::export_parameters() const {
@@ -50,7 +52,9 @@ void for_each(const Shape& s, F&& f) {
           for (int z = 0; z < s.z; ++z) f(n, c, x, y, z);
 }
 
-bool inside(const Shape& s, int x, int y, int z) { return x >= 0 && x < s.x && y >= 0 && y < s.y && z >= 0 && z < s.z; }
+bool inside(const Shape& s, int x, int y, int z) {
+  return x >= 0 && x < s.x && y >= 0 && y < s.y && z >= 0 && z < s.z;
+}
 
 std::size_t weight_index(const Triple& k, int a, int b, int b_count, int i, int j, int l) {
   return (((std::size_t(a) * b_count + b) * k[0] + i) * k[1] + j) * k[2] + l;
@@ -76,7 +80,8 @@ Tensor<double> ReferenceNetwork::forward(const Tensor<double>& input, Mode mode,
     Tensor<double> out(network_.shape(int(index), N));
     const Shape os = out.shape;
     switch (op.kind) {
-      case OpKind::Input: break;
+      case OpKind::Input:
+        break;
       case OpKind::Conv: {
         // y[n,o,X,Y,Z] = b[o] + sum_{c,i,j,l} w[o,c,i,j,l] x[n,c, X s + i - pad_lo, ...] (zeros outside).
         const auto& w = param(op, ".weight");
@@ -88,16 +93,20 @@ Tensor<double> ReferenceNetwork::forward(const Tensor<double>& input, Mode mode,
                 for (int l = 0; l < op.kernel[2]; ++l) {
                   const int x = X * op.stride[0] + i - op.pad_lo[0], y = Y * op.stride[1] + j - op.pad_lo[1],
                             z = Z * op.stride[2] + l - op.pad_lo[2];
-                  if (inside(is, x, y, z)) sum += w[weight_index(op.kernel, o, c, is.c, i, j, l)] * in.at(n, c, x, y, z);
+                  if (inside(is, x, y, z))
+                    sum += w[weight_index(op.kernel, o, c, is.c, i, j, l)] * in.at(n, c, x, y, z);
                 }
           out.at(n, o, X, Y, Z) = sum;
         });
         break;
       }
       case OpKind::ConvTranspose: {
-        // Scatter form: every input voxel adds w[c,o,:,:,:] x[n,c,X,Y,Z] at output (X s + i, Y s + j, Z s + l).
+        // Scatter form: every input voxel adds w[c,o,:,:,:] x[n,c,X,Y,Z] at output (X s + i, Y s + j, Z s +
+        // l).
         const auto& w = param(op, ".weight");
-        for_each(os, [&](int n, int o, int x, int y, int z) { out.at(n, o, x, y, z) = op.bias ? param(op, ".bias")[std::size_t(o)] : 0.0; });
+        for_each(os, [&](int n, int o, int x, int y, int z) {
+          out.at(n, o, x, y, z) = op.bias ? param(op, ".bias")[std::size_t(o)] : 0.0;
+        });
         for_each(is, [&](int n, int c, int X, int Y, int Z) {
           for (int o = 0; o < os.c; ++o)
             for (int i = 0; i < op.kernel[0]; ++i)
@@ -115,7 +124,8 @@ Tensor<double> ReferenceNetwork::forward(const Tensor<double>& input, Mode mode,
         std::vector<double> mean(std::size_t(is.c), 0.0), var(std::size_t(is.c), 0.0);
         if (mode == Mode::Training) {
           const double count = double(is.n) * double(is.spatial());
-          for_each(is, [&](int n, int c, int x, int y, int z) { mean[std::size_t(c)] += in.at(n, c, x, y, z); });
+          for_each(is,
+                   [&](int n, int c, int x, int y, int z) { mean[std::size_t(c)] += in.at(n, c, x, y, z); });
           for (auto& m : mean) m /= count;
           for_each(is, [&](int n, int c, int x, int y, int z) {
             const double d = in.at(n, c, x, y, z) - mean[std::size_t(c)];
@@ -138,7 +148,8 @@ Tensor<double> ReferenceNetwork::forward(const Tensor<double>& input, Mode mode,
         }
         for_each(is, [&](int n, int c, int x, int y, int z) {
           const std::size_t k = std::size_t(c);
-          out.at(n, c, x, y, z) = gamma[k] * (in.at(n, c, x, y, z) - mean[k]) / std::sqrt(var[k] + eps) + beta[k];
+          out.at(n, c, x, y, z) =
+              gamma[k] * (in.at(n, c, x, y, z) - mean[k]) / std::sqrt(var[k] + eps) + beta[k];
         });
         break;
       }
@@ -157,7 +168,8 @@ Tensor<double> ReferenceNetwork::forward(const Tensor<double>& input, Mode mode,
           for (int i = 0; i < op.kernel[0]; ++i)
             for (int j = 0; j < op.kernel[1]; ++j)
               for (int l = 0; l < op.kernel[2]; ++l) {
-                const std::size_t at = in.offset(n, c, X * op.stride[0] + i, Y * op.stride[1] + j, Z * op.stride[2] + l);
+                const std::size_t at =
+                    in.offset(n, c, X * op.stride[0] + i, Y * op.stride[1] + j, Z * op.stride[2] + l);
                 if (in.data[at] > best) best = in.data[at], best_at = at;
               }
           out.at(n, c, X, Y, Z) = best;
@@ -193,7 +205,8 @@ Tensor<double> ReferenceNetwork::forward(const Tensor<double>& input, Mode mode,
         for (int n = 0; n < N; ++n)
           for (int o = 0; o < os.c; ++o) {
             double sum = op.bias ? param(op, ".bias")[std::size_t(o)] : 0.0;
-            for (std::size_t f = 0; f < features; ++f) sum += w[std::size_t(o) * features + f] * in.data[n * features + f];
+            for (std::size_t f = 0; f < features; ++f)
+              sum += w[std::size_t(o) * features + f] * in.data[n * features + f];
             out.data[std::size_t(n) * std::size_t(os.c) + std::size_t(o)] = sum;
           }
         break;
@@ -208,7 +221,8 @@ Tensor<double> ReferenceNetwork::backward(const Tensor<double>& grad_output) {
   const auto& ops = network_.ops();
   require(!values_.empty() && values_[0].size() > 0, "reference network: backward called before forward");
   const int N = values_[0].shape.n;
-  require(grad_output.shape == network_.output_shape(N), "reference network: gradient shape differs from the output");
+  require(grad_output.shape == network_.output_shape(N),
+          "reference network: gradient shape differs from the output");
   std::vector<Tensor<double>> grads(ops.size());
   for (std::size_t i = 0; i < ops.size(); ++i) grads[i] = Tensor<double>(values_[i].shape);
   grads[std::size_t(network_.output())] = grad_output;
@@ -224,7 +238,8 @@ Tensor<double> ReferenceNetwork::backward(const Tensor<double>& grad_output) {
     Tensor<double>& dx = grads[std::size_t(op.inputs[0])];
     const Shape is = in.shape, os = out.shape;
     switch (op.kind) {
-      case OpKind::Input: break;
+      case OpKind::Input:
+        break;
       case OpKind::Conv: {
         const auto& w = param(op, ".weight");
         auto& dw = gradients_.at(op.name + ".weight");
@@ -249,14 +264,17 @@ Tensor<double> ReferenceNetwork::backward(const Tensor<double>& grad_output) {
         const auto& w = param(op, ".weight");
         auto& dw = gradients_.at(op.name + ".weight");
         if (op.bias)
-          for_each(os, [&](int n, int o, int x, int y, int z) { gradients_.at(op.name + ".bias")[std::size_t(o)] += dy.at(n, o, x, y, z); });
+          for_each(os, [&](int n, int o, int x, int y, int z) {
+            gradients_.at(op.name + ".bias")[std::size_t(o)] += dy.at(n, o, x, y, z);
+          });
         for_each(is, [&](int n, int c, int X, int Y, int Z) {
           for (int o = 0; o < os.c; ++o)
             for (int i = 0; i < op.kernel[0]; ++i)
               for (int j = 0; j < op.kernel[1]; ++j)
                 for (int l = 0; l < op.kernel[2]; ++l) {
                   const std::size_t wi = weight_index(op.kernel, c, o, os.c, i, j, l);
-                  const double g = dy.at(n, o, X * op.stride[0] + i, Y * op.stride[1] + j, Z * op.stride[2] + l);
+                  const double g =
+                      dy.at(n, o, X * op.stride[0] + i, Y * op.stride[1] + j, Z * op.stride[2] + l);
                   dw[wi] += g * in.at(n, c, X, Y, Z);
                   dx.at(n, c, X, Y, Z) += g * w[wi];
                 }
@@ -280,14 +298,18 @@ Tensor<double> ReferenceNetwork::backward(const Tensor<double>& grad_output) {
           sum_dy[std::size_t(c)] += dy.at(n, c, x, y, z);
           sum_dy_xhat[std::size_t(c)] += dy.at(n, c, x, y, z) * xhat(n, c, x, y, z);
         });
-        for (int c = 0; c < is.c; ++c) dgamma[std::size_t(c)] += sum_dy_xhat[std::size_t(c)], dbeta[std::size_t(c)] += sum_dy[std::size_t(c)];
+        for (int c = 0; c < is.c; ++c)
+          dgamma[std::size_t(c)] += sum_dy_xhat[std::size_t(c)],
+              dbeta[std::size_t(c)] += sum_dy[std::size_t(c)];
         for_each(is, [&](int n, int c, int x, int y, int z) {
           const std::size_t k = std::size_t(c);
           const double inv_std = 1.0 / std::sqrt(var[k] + eps);
           if (training)
-            // Batch statistics depend on every input: dx = gamma inv_std (dy - mean(dy) - xhat mean(dy xhat)).
-            dx.at(n, c, x, y, z) += gamma[k] * inv_std *
-                                    (dy.at(n, c, x, y, z) - sum_dy[k] / count - xhat(n, c, x, y, z) * sum_dy_xhat[k] / count);
+            // Batch statistics depend on every input: dx = gamma inv_std (dy - mean(dy) - xhat mean(dy
+            // xhat)).
+            dx.at(n, c, x, y, z) +=
+                gamma[k] * inv_std *
+                (dy.at(n, c, x, y, z) - sum_dy[k] / count - xhat(n, c, x, y, z) * sum_dy_xhat[k] / count);
           else
             dx.at(n, c, x, y, z) += gamma[k] * inv_std * dy.at(n, c, x, y, z);
         });
@@ -297,7 +319,8 @@ Tensor<double> ReferenceNetwork::backward(const Tensor<double>& grad_output) {
         for (std::size_t i = 0; i < in.size(); ++i) dx.data[i] += in.data[i] > 0 ? dy.data[i] : 0.0;
         break;
       case OpKind::Sigmoid:
-        for (std::size_t i = 0; i < in.size(); ++i) dx.data[i] += dy.data[i] * out.data[i] * (1.0 - out.data[i]);
+        for (std::size_t i = 0; i < in.size(); ++i)
+          dx.data[i] += dy.data[i] * out.data[i] * (1.0 - out.data[i]);
         break;
       case OpKind::MaxPool: {
         const auto& arg = argmax_.at(int(index));

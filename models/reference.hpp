@@ -1,7 +1,7 @@
 // The double-precision reference of the network engine: every layer as the obvious loops over the logical
-// layout [n, c, x, y, z], forward and backward, executed op by op over a Network graph. Slow on purpose: it is
-// the specification that the fast CPU path (and later cuDNN) is tested against, and its backward pass is itself
-// checked against finite differences.
+// layout [n, c, x, y, z], forward and backward, executed op by op over a Network graph. Slow on purpose: it
+// is the specification that the fast CPU path (and later cuDNN) is tested against, and its backward pass is
+// itself checked against finite differences.
 #pragma once
 
 #include <map>
@@ -24,8 +24,8 @@ class ReferenceNetwork {
   const Network& network() const { return network_; }
 
   // Runs the graph on `input` (shape network().input_shape(n)) and returns the output. Keeps every value for
-  // backward. In Training mode the batch-norm running statistics are updated (unless `update_running` is false,
-  // which finite-difference checks use to evaluate the same function repeatedly).
+  // backward. In Training mode the batch-norm running statistics are updated (unless `update_running` is
+  // false, which finite-difference checks use to evaluate the same function repeatedly).
   Tensor<double> forward(const Tensor<double>& input, Mode mode, bool update_running = true);
   // Back-propagates d(loss)/d(output) through the last forward pass: fills gradients() for every trainable
   // parameter (overwritten, not accumulated across calls) and returns d(loss)/d(input).

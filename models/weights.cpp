@@ -68,14 +68,17 @@ std::vector<std::string> group_members(const h5::File& f, const std::string& gro
     return 0;
   };
   hsize_t index = 0;
-  if (H5Literate_by_name(f.id(), group.c_str(), H5_INDEX_NAME, H5_ITER_INC, &index, collect, &names, H5P_DEFAULT) < 0)
+  if (H5Literate_by_name(f.id(), group.c_str(), H5_INDEX_NAME, H5_ITER_INC, &index, collect, &names,
+                         H5P_DEFAULT) < 0)
     throw InputError(fmt::format("{}: cannot list the group '{}' (damaged file?)", f.path(), group));
   return names;
 }
 
 template <class T>
 T required_attribute(const std::optional<T>& value, const h5::File& f, const char* name) {
-  if (!value) throw InputError(fmt::format("{}: the root attribute '{}' is missing (see docs/formats.md)", f.path(), name));
+  if (!value)
+    throw InputError(
+        fmt::format("{}: the root attribute '{}' is missing (see docs/formats.md)", f.path(), name));
   return *value;
 }
 
@@ -85,13 +88,17 @@ Model read_model(const std::string& path) {
   const h5::File f(path, h5::File::Mode::Read);
   const auto format = f.string_attribute("/", "nfmimo_format");
   if (!format)
-    throw InputError(fmt::format("{}: not an nfmimo weights file: the root attribute 'nfmimo_format' is missing "
-                                 "(see docs/formats.md)", path));
-  if (*format != "weights") throw InputError(fmt::format("{}: is an nfmimo '{}' file; expected 'weights'", path, *format));
+    throw InputError(
+        fmt::format("{}: not an nfmimo weights file: the root attribute 'nfmimo_format' is missing "
+                    "(see docs/formats.md)",
+                    path));
+  if (*format != "weights")
+    throw InputError(fmt::format("{}: is an nfmimo '{}' file; expected 'weights'", path, *format));
   const long long version = required_attribute(f.int_attribute("/", "nfmimo_version"), f, "nfmimo_version");
   if (version < 1 || version > kWeightsFormatVersion)
-    throw InputError(fmt::format("{}: weights format version {} is not supported (this nfmimo reads version {})", path,
-                                 version, kWeightsFormatVersion));
+    throw InputError(
+        fmt::format("{}: weights format version {} is not supported (this nfmimo reads version {})", path,
+                    version, kWeightsFormatVersion));
   Model m;
   m.architecture = required_attribute(f.string_attribute("/", "architecture"), f, "architecture");
   m.options.width = int(required_attribute(f.int_attribute("/", "width"), f, "width"));
@@ -118,17 +125,18 @@ Model read_model(const std::string& path) {
   } catch (const InputError& e) {
     throw InputError(fmt::format("{}: {}", path, e.what()));
   }
-  if (const auto channels = f.int_attribute("/", "input_channels"); channels && *channels != net.input_shape().c)
-    throw InputError(fmt::format("{}: input_channels is {} but the {} network takes {}", path, *channels, m.architecture,
-                                 net.input_shape().c));
+  if (const auto channels = f.int_attribute("/", "input_channels");
+      channels && *channels != net.input_shape().c)
+    throw InputError(fmt::format("{}: input_channels is {} but the {} network takes {}", path, *channels,
+                                 m.architecture, net.input_shape().c));
   if (!f.has("/parameters")) throw InputError(fmt::format("{}: the group /parameters is missing", path));
   std::set<std::string> expected;
   for (const auto& spec : net.parameter_specs()) {
     expected.insert(spec.name);
     const std::string where = parameter_path(spec.name);
     if (!f.is_dataset(where))
-      throw InputError(fmt::format("{}: parameter '{}' of the {} network is missing", f.where(where), spec.name,
-                                   m.architecture));
+      throw InputError(fmt::format("{}: parameter '{}' of the {} network is missing", f.where(where),
+                                   spec.name, m.architecture));
     auto a = f.read<float>(where);
     ParameterTensor t;
     t.shape.assign(a.dims.begin(), a.dims.end());
@@ -138,8 +146,9 @@ Model read_model(const std::string& path) {
   }
   for (const auto& name : group_members(f, "/parameters"))
     if (!expected.count(name))
-      throw InputError(fmt::format("{}: '{}' is not a parameter of the {} network (wrong architecture or width?)",
-                                   f.where(parameter_path(name)), name, m.architecture));
+      throw InputError(
+          fmt::format("{}: '{}' is not a parameter of the {} network (wrong architecture or width?)",
+                      f.where(parameter_path(name)), name, m.architecture));
   check_parameters(net, m.parameters, path);
   return m;
 }

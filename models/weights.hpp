@@ -1,9 +1,11 @@
-// Weights files: a trained network and everything needed to use it (schema: docs/formats.md, "Weights files").
+// Weights files: a trained network and everything needed to use it (schema: docs/formats.md, "Weights
+// files").
 //
 // Root attributes nfmimo_format = "weights", nfmimo_version = 1, architecture, width, blocks, input_channels,
 // normalisation, bn_epsilon, bn_momentum, optional training (free-form JSON); /system and /grid (the radar
-// system and imaging grid the model was trained for, as in measurement files); /parameters/<name> float32, one
-// dataset per parameter tensor in the layouts of models/network.hpp (batch-norm running statistics included).
+// system and imaging grid the model was trained for, as in measurement files); /parameters/<name> float32,
+// one dataset per parameter tensor in the layouts of models/network.hpp (batch-norm running statistics
+// included).
 #pragma once
 
 #include <string>
@@ -16,8 +18,8 @@ namespace nfmimo::nn {
 
 inline constexpr int kWeightsFormatVersion = 1;
 
-// How a pipeline scales the physics stage's output before the network. "sample-max": each sample is divided by
-// its own largest magnitude (the only one defined so far).
+// How a pipeline scales the physics stage's output before the network. "sample-max": each sample is divided
+// by its own largest magnitude (the only one defined so far).
 inline constexpr const char* kSampleMaxNormalisation = "sample-max";
 
 struct Model {

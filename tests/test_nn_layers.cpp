@@ -17,9 +17,13 @@ namespace {
 using test::relative_error_below;
 
 template <class T>
-std::span<const T> view(const aligned_vector<T>& v) { return {v.data(), v.size()}; }
+std::span<const T> view(const aligned_vector<T>& v) {
+  return {v.data(), v.size()};
+}
 template <class T>
-std::span<const T> view(const std::vector<T>& v) { return {v.data(), v.size()}; }
+std::span<const T> view(const std::vector<T>& v) {
+  return {v.data(), v.size()};
+}
 
 Tensor<double> random_input(const Shape& s, unsigned seed) {
   std::mt19937_64 rng(seed);
@@ -61,41 +65,96 @@ Network single(const std::string& name, Shape input, const std::function<void(Ne
 std::vector<LayerCase> layer_cases() {
   const Shape in{0, 3, 6, 5, 7};
   return {
-      {"conv3x3x3_same", [=] { return single("conv", in, [](Network& n) { n.conv("c", 0, 4, {3, 3, 3}); }); }},
-      {"conv3x3x1_same", [=] { return single("conv", in, [](Network& n) { n.conv("c", 0, 4, {3, 3, 1}); }); }},
-      {"conv1x1x1", [=] { return single("conv", in, [](Network& n) { n.conv("c", 0, 2, {1, 1, 1}); }); }},
-      {"conv3x3x3_valid", [=] { return single("conv", in, [](Network& n) { n.conv("c", 0, 4, {3, 3, 3}, false); }); }},
-      {"conv2x2x2_same_even", [=] { return single("conv", in, [](Network& n) { n.conv("c", 0, 3, {2, 2, 2}); }); }},
-      {"conv3x3x3_stride2", [=] { return single("conv", in, [](Network& n) { n.conv("c", 0, 4, {3, 3, 3}, true, {2, 2, 2}); }); }},
-      {"conv_one_input_channel", [] { return single("conv", {0, 1, 6, 5, 7}, [](Network& n) { n.conv("c", 0, 8, {3, 3, 3}); }); }},
-      {"conv_transpose2x2x2", [=] { return single("up", in, [](Network& n) { n.conv_transpose("u", 0, 4, {2, 2, 2}, {2, 2, 2}); }); }},
-      {"conv_transpose2x2x1_stride2", [=] { return single("up", in, [](Network& n) { n.conv_transpose("u", 0, 4, {2, 2, 1}, {2, 2, 2}); }); }},
+      {"conv3x3x3_same",
+       [=] { return single("conv", in, [](Network& n) {
+               n.conv("c", 0, 4, {3, 3, 3});
+             }); }},
+      {"conv3x3x1_same",
+       [=] { return single("conv", in, [](Network& n) {
+               n.conv("c", 0, 4, {3, 3, 1});
+             }); }},
+      {"conv1x1x1", [=] { return single("conv", in, [](Network& n) {
+                            n.conv("c", 0, 2, {1, 1, 1});
+                          }); }},
+      {"conv3x3x3_valid",
+       [=] { return single("conv", in, [](Network& n) {
+               n.conv("c", 0, 4, {3, 3, 3}, false);
+             }); }},
+      {"conv2x2x2_same_even",
+       [=] { return single("conv", in, [](Network& n) {
+               n.conv("c", 0, 3, {2, 2, 2});
+             }); }},
+      {"conv3x3x3_stride2",
+       [=] { return single("conv", in, [](Network& n) {
+               n.conv("c", 0, 4, {3, 3, 3}, true, {2, 2, 2});
+             }); }},
+      {"conv_one_input_channel",
+       [] {
+         return single("conv", {0, 1, 6, 5, 7}, [](Network& n) { n.conv("c", 0, 8, {3, 3, 3}); });
+       }},
+      {"conv_transpose2x2x2",
+       [=] {
+         return single("up", in, [](Network& n) { n.conv_transpose("u", 0, 4, {2, 2, 2}, {2, 2, 2}); });
+       }},
+      {"conv_transpose2x2x1_stride2",
+       [=] {
+         return single("up", in, [](Network& n) { n.conv_transpose("u", 0, 4, {2, 2, 1}, {2, 2, 2}); });
+       }},
       {"batch_norm", [=] { return single("bn", in, [](Network& n) { n.batch_norm("b", 0); }); }},
-      {"conv_bn_relu", [=] { return single("cbr", in, [](Network& n) { n.relu("r", n.batch_norm("b", n.conv("c", 0, 4, {3, 3, 3}))); }); }},
-      {"conv_sigmoid", [=] { return single("cs", in, [](Network& n) { n.sigmoid("s", n.conv("c", 0, 1, {1, 1, 1})); }); }},
+      {"conv_bn_relu",
+       [=] {
+         return single("cbr", in, [](Network& n) {
+           n.relu("r", n.batch_norm("b", n.conv("c", 0, 4, {3, 3, 3})));
+         });
+       }},
+      {"conv_sigmoid",
+       [=] { return single("cs", in, [](Network& n) {
+               n.sigmoid("s", n.conv("c", 0, 1, {1, 1, 1}));
+             }); }},
       {"relu", [=] { return single("relu", in, [](Network& n) { n.relu("r", 0); }); }, 1e-7},
       {"sigmoid", [=] { return single("sigmoid", in, [](Network& n) { n.sigmoid("s", 0); }); }, 1e-7},
-      {"max_pool_even", [] { return single("pool", {0, 3, 6, 4, 8}, [](Network& n) { n.max_pool("p", 0, {2, 2, 2}); }); }, 1e-7},
-      {"max_pool_odd", [=] { return single("pool", in, [](Network& n) { n.max_pool("p", 0, {2, 2, 2}); }); }, 1e-7},
-      {"concat", [=] { return single("cat", in, [](Network& n) { n.concat("cat", n.conv("c", 0, 2, {1, 1, 1}), 0); }); }},
-      {"crop", [=] { return single("crop", in, [](Network& n) { n.crop("k", 0, {1, 0, 2}, {0, 1, 1}); }); }, 1e-7},
-      {"zero_pad", [=] { return single("pad", in, [](Network& n) { n.zero_pad("z", 0, {1, 0, 2}, {0, 1, 1}); }); }, 1e-7},
-      {"add", [=] { return single("add", in, [](Network& n) { n.add("a", n.conv("c", 0, 3, {3, 3, 3}), 0); }); }},
+      {"max_pool_even",
+       [] {
+         return single("pool", {0, 3, 6, 4, 8}, [](Network& n) { n.max_pool("p", 0, {2, 2, 2}); });
+       },
+       1e-7},
+      {"max_pool_odd", [=] { return single("pool", in, [](Network& n) {
+                               n.max_pool("p", 0, {2, 2, 2});
+                             }); },
+       1e-7},
+      {"concat",
+       [=] {
+         return single("cat", in, [](Network& n) { n.concat("cat", n.conv("c", 0, 2, {1, 1, 1}), 0); });
+       }},
+      {"crop", [=] { return single("crop", in, [](Network& n) {
+                       n.crop("k", 0, {1, 0, 2}, {0, 1, 1});
+                     }); },
+       1e-7},
+      {"zero_pad",
+       [=] { return single("pad", in, [](Network& n) {
+               n.zero_pad("z", 0, {1, 0, 2}, {0, 1, 1});
+             }); }, 1e-7},
+      {"add",
+       [=] { return single("add", in, [](Network& n) {
+               n.add("a", n.conv("c", 0, 3, {3, 3, 3}), 0);
+             }); }},
       {"dense", [=] { return single("dense", in, [](Network& n) { n.dense("d", 0, 5); }); }},
   };
 }
 
 class Layer : public ::testing::TestWithParam<LayerCase> {};
 
-// A convolution bias followed by a training-mode batch norm has an exactly zero gradient (the batch mean removes
-// it): the reference gives rounding noise (~1e-15), float ~1e-6. Such gradients are checked to be negligible
-// instead of compared relatively (which would compare zeros).
-::testing::AssertionResult gradient_matches(const std::vector<float>& fast, const std::vector<double>& ref, double tol) {
+// A convolution bias followed by a training-mode batch norm has an exactly zero gradient (the batch mean
+// removes it): the reference gives rounding noise (~1e-15), float ~1e-6. Such gradients are checked to be
+// negligible instead of compared relatively (which would compare zeros).
+::testing::AssertionResult gradient_matches(const std::vector<float>& fast, const std::vector<double>& ref,
+                                            double tol) {
   double norm = 0;
   for (double v : ref) norm += v * v;
   if (std::sqrt(norm) < 1e-10) {
     for (std::size_t i = 0; i < fast.size(); ++i)
-      if (!(std::abs(fast[i]) < 1e-4)) return ::testing::AssertionFailure() << "element " << i << " should be ~0: " << fast[i];
+      if (!(std::abs(fast[i]) < 1e-4))
+        return ::testing::AssertionFailure() << "element " << i << " should be ~0: " << fast[i];
     return ::testing::AssertionSuccess();
   }
   return relative_error_below(view(fast), view(ref), tol);
@@ -115,7 +174,8 @@ void check_finite_differences(const Network& net, const Parameters& params, Mode
     for (std::size_t i = 0; i < y.size(); ++i) s += r.data[i] * y.data[i];
     return s;
   };
-  // Step: second-order error h^2 f''' ~ 1e-10 relative, rounding eps / h ~ 1e-11: both far below the tolerance.
+  // Step: second-order error h^2 f''' ~ 1e-10 relative, rounding eps / h ~ 1e-11: both far below the
+  // tolerance.
   const double h = 1e-5;
   const auto check = [&](double& variable, double analytic, const std::string& what) {
     const double saved = variable;
@@ -138,7 +198,8 @@ void check_finite_differences(const Network& net, const Parameters& params, Mode
   ASSERT_GT(largest, 0) << "the input gradient is all zeros: the check would prove nothing";
   for (std::size_t i : sample(x.size())) check(x.data[i], dx.data[i], "input element " + std::to_string(i));
   for (const auto& [name, g] : grads)
-    for (std::size_t i : sample(g.size())) check(ref.parameters().at(name)[i], g[i], name + " element " + std::to_string(i));
+    for (std::size_t i : sample(g.size()))
+      check(ref.parameters().at(name)[i], g[i], name + " element " + std::to_string(i));
 }
 
 TEST_P(Layer, ReferenceBackwardMatchesFiniteDifferences) {
@@ -163,7 +224,8 @@ TEST_P(Layer, FastForwardMatchesReference) {
     EXPECT_TRUE(relative_error_below(view(y.data), view(expected.data), GetParam().tolerance));
     if (mode == Mode::Training) {  // the running statistics moved the same way
       for (const auto& [name, t] : ref.export_parameters())
-        EXPECT_TRUE(relative_error_below(view(fast.parameters().at(name).values), view(t.values), 1e-6)) << name;
+        EXPECT_TRUE(relative_error_below(view(fast.parameters().at(name).values), view(t.values), 1e-6))
+            << name;
     }
   }
 }
@@ -195,7 +257,8 @@ INSTANTIATE_TEST_SUITE_P(All, Layer, ::testing::ValuesIn(layer_cases()),
 TEST(CpuNetwork, BackwardDoesNotAccumulateAcrossCalls) {
   const Network net = build_network("unet3d", 8, 8, 9, {.width = 2});
   CpuNetwork fast(net, random_parameters(net, 2), Mode::Training);
-  const Tensor<float> x = to_float(random_input(net.input_shape(2), 1)), r = to_float(random_input(net.output_shape(2), 2));
+  const Tensor<float> x = to_float(random_input(net.input_shape(2), 1)),
+                      r = to_float(random_input(net.output_shape(2), 2));
   Tensor<float> y(net.output_shape(2));
   fast.forward(x.ptr(), y.ptr(), 2);
   fast.backward(r.ptr(), nullptr);
@@ -241,14 +304,15 @@ TEST_P(WholeNetwork, FastMatchesReferenceForwardAndBackward) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Architectures, WholeNetwork, ::testing::Values("unet3d", "unet2d", "resnet", "cv-unet3d"),
-                         [](const auto& info) {
+INSTANTIATE_TEST_SUITE_P(Architectures, WholeNetwork,
+                         ::testing::Values("unet3d", "unet2d", "resnet", "cv-unet3d"), [](const auto& info) {
                            std::string s = info.param;
                            std::erase(s, '-');
                            return s;
                          });
 
-// The whole (narrow) U-Net's reference backward against finite differences, batch-norm training mode included.
+// The whole (narrow) U-Net's reference backward against finite differences, batch-norm training mode
+// included.
 TEST(WholeNetwork, ReferenceBackwardMatchesFiniteDifferences) {
   const Network net = build_network("unet3d", 8, 9, 8, {.width = 2});
   check_finite_differences(net, random_parameters(net, 31), Mode::Training, 17);

@@ -24,9 +24,13 @@ namespace fs = std::filesystem;
 using test::relative_error_below;
 
 template <class T, class A>
-std::span<const T> view(const std::vector<T, A>& v) { return {v.data(), v.size()}; }
+std::span<const T> view(const std::vector<T, A>& v) {
+  return {v.data(), v.size()};
+}
 
-std::string fixture(const std::string& arch) { return std::string(NFMIMO_SOURCE_DIR) + "/tests/fixtures/torch_" + arch + ".h5"; }
+std::string fixture(const std::string& arch) {
+  return std::string(NFMIMO_SOURCE_DIR) + "/tests/fixtures/torch_" + arch + ".h5";
+}
 
 struct TempDir {
   fs::path path;
@@ -44,7 +48,8 @@ struct TempDir {
 TEST(Architectures, UNet3dHasAbout2Point87MillionTrainableParameters) {
   const Network net = build_network("unet3d", 25, 25, 49);
   const std::size_t count = net.trainable_parameter_count();
-  std::printf("unet3d trainable parameters: %zu (with running statistics: %zu)\n", count, net.parameter_count());
+  std::printf("unet3d trainable parameters: %zu (with running statistics: %zu)\n", count,
+              net.parameter_count());
   EXPECT_GT(count, 2'865'000u);
   EXPECT_LT(count, 2'875'000u);
   // CV U-Net: only the first convolution sees the second channel (32 * 27 more weights).
@@ -149,9 +154,9 @@ TEST_P(AgainstTorch, FastBackwardMatchesAutograd) {
   Tensor<float> y(net.output_shape(n)), dx(net.input_shape(n));
   fast.forward(f.input.data.data(), y.ptr(), n);
   fast.backward(f.grad_output.data.data(), dx.ptr());
-  // The tolerance is the problem's own conditioning: twice PyTorch's float32 error on the same pass (stored by
-  // the fixture script; ~1e-6 for the U-Nets, ~3e-3 for the deep ResNet, whose training-mode batch norms cancel
-  // most of each gradient), and never below 1e-4.
+  // The tolerance is the problem's own conditioning: twice PyTorch's float32 error on the same pass (stored
+  // by the fixture script; ~1e-6 for the U-Nets, ~3e-3 for the deep ResNet, whose training-mode batch norms
+  // cancel most of each gradient), and never below 1e-4.
   const h5::File file(fixture(GetParam()), h5::File::Mode::Read);
   const auto tolerance = [&](const std::string& dataset) {
     return std::max(1e-4, 2 * file.double_attribute(dataset, "torch_float32_error").value());
@@ -164,14 +169,15 @@ TEST_P(AgainstTorch, FastBackwardMatchesAutograd) {
     double norm = 0;
     for (float v : expected) norm += double(v) * v;
     if (std::sqrt(norm) < 1e-9) continue;  // a convolution bias before training-mode batch norm: exactly zero
-    EXPECT_TRUE(relative_error_below(view(g), view(expected), tolerance("/fixture/gradients/" + name))) << name;
+    EXPECT_TRUE(relative_error_below(view(g), view(expected), tolerance("/fixture/gradients/" + name)))
+        << name;
     ++compared;
   }
   EXPECT_GT(compared, fast.gradients().size() / 2);
 }
 
-INSTANTIATE_TEST_SUITE_P(Architectures, AgainstTorch, ::testing::Values("unet3d", "unet2d", "resnet", "cv-unet3d"),
-                         [](const auto& info) {
+INSTANTIATE_TEST_SUITE_P(Architectures, AgainstTorch,
+                         ::testing::Values("unet3d", "unet2d", "resnet", "cv-unet3d"), [](const auto& info) {
                            std::string s = info.param;
                            std::erase(s, '-');
                            return s;
@@ -179,7 +185,10 @@ INSTANTIATE_TEST_SUITE_P(Architectures, AgainstTorch, ::testing::Values("unet3d"
 
 // ---- weights files ------------------------------------------------------------------------------------
 
-ImagingGrid tiny_grid() { return ImagingGrid(Axis::linspace(-0.08, 0.08, 8), Axis::linspace(-0.06, 0.06, 9), Axis::linspace(0.3, 0.45, 8)); }
+ImagingGrid tiny_grid() {
+  return ImagingGrid(Axis::linspace(-0.08, 0.08, 8), Axis::linspace(-0.06, 0.06, 9),
+                     Axis::linspace(0.3, 0.45, 8));
+}
 
 Model tiny_model(const std::string& arch = "unet3d") {
   Model m = make_model(arch, test::small_system(), tiny_grid(), {.width = 2, .blocks = 1}, 5);
@@ -247,23 +256,29 @@ TEST(Weights, CorruptOrWrongFilesAreRefusedClearly) {
   const std::string victim = "/parameters/out.conv.bias";
   expect_refused(edit("missing.h5", [&](h5::File& f) { H5Ldelete(f.id(), victim.c_str(), H5P_DEFAULT); }),
                  "'out.conv.bias' of the unet3d network is missing");
-  expect_refused(edit("shape.h5", [&](h5::File& f) {
-                   H5Ldelete(f.id(), victim.c_str(), H5P_DEFAULT);
-                   f.write<float>(victim, h5::Dims{2}, std::vector<float>{1, 2}.data());
-                 }),
+  expect_refused(edit("shape.h5",
+                      [&](h5::File& f) {
+                        H5Ldelete(f.id(), victim.c_str(), H5P_DEFAULT);
+                        f.write<float>(victim, h5::Dims{2}, std::vector<float>{1, 2}.data());
+                      }),
                  "has shape [2], the unet3d network needs [1]");
-  expect_refused(edit("nan.h5", [&](h5::File& f) {
-                   H5Ldelete(f.id(), victim.c_str(), H5P_DEFAULT);
-                   const float nan = std::numeric_limits<float>::quiet_NaN();
-                   f.write<float>(victim, h5::Dims{1}, &nan);
-                 }),
+  expect_refused(edit("nan.h5",
+                      [&](h5::File& f) {
+                        H5Ldelete(f.id(), victim.c_str(), H5P_DEFAULT);
+                        const float nan = std::numeric_limits<float>::quiet_NaN();
+                        f.write<float>(victim, h5::Dims{1}, &nan);
+                      }),
                  "non-finite");
-  expect_refused(edit("extra.h5", [&](h5::File& f) { f.write<float>("/parameters/mystery.weight", std::vector<float>{1}); }),
-                 "'mystery.weight' is not a parameter");
-  expect_refused(edit("format.h5", [&](h5::File& f) { f.set_attribute("/", "nfmimo_format", std::string("volumes")); }),
-                 "expected 'weights'");
-  expect_refused(edit("arch.h5", [&](h5::File& f) { f.set_attribute("/", "architecture", std::string("unet9d")); }),
-                 "unknown architecture 'unet9d'");
+  expect_refused(
+      edit("extra.h5",
+           [&](h5::File& f) { f.write<float>("/parameters/mystery.weight", std::vector<float>{1}); }),
+      "'mystery.weight' is not a parameter");
+  expect_refused(
+      edit("format.h5", [&](h5::File& f) { f.set_attribute("/", "nfmimo_format", std::string("volumes")); }),
+      "expected 'weights'");
+  expect_refused(
+      edit("arch.h5", [&](h5::File& f) { f.set_attribute("/", "architecture", std::string("unet9d")); }),
+      "unknown architecture 'unet9d'");
   expect_refused(edit("version.h5", [&](h5::File& f) { f.set_attribute("/", "nfmimo_version", 99LL); }),
                  "version 99 is not supported");
 }
@@ -276,7 +291,8 @@ std::vector<cfloat> random_measurements(const RadarSystem& s, int frames, unsign
 
 // The pipeline against its definition, computed with the double reference network.
 TEST(Pipeline, Deep2sAndCvDeep2sFollowTheirDefinition) {
-  for (const auto& [method, arch] : {std::pair{"deep2s", "unet3d"}, {"cv-deep2s", "cv-unet3d"}, {"deep2s-resnet", "resnet"}}) {
+  for (const auto& [method, arch] :
+       {std::pair{"deep2s", "unet3d"}, {"cv-deep2s", "cv-unet3d"}, {"deep2s-resnet", "resnet"}}) {
     SCOPED_TRACE(method);
     const Model m = tiny_model(arch);
     const int frames = 3;
@@ -316,7 +332,8 @@ TEST(Pipeline, NormalisationIsPerSample) {
   const std::size_t V = m.grid.voxels();
   std::vector<float> a(2 * V), b(2 * V);
   pipeline.run(y.data(), 2, a.data());
-  for (std::size_t i = 0; i < m.system.samples_per_frame(); ++i) y[i] *= 1000.0f;  // frame 0 only, much brighter
+  for (std::size_t i = 0; i < m.system.samples_per_frame(); ++i)
+    y[i] *= 1000.0f;  // frame 0 only, much brighter
   pipeline.run(y.data(), 2, b.data());
   EXPECT_TRUE(relative_error_below(view(b), view(a), 1e-5));
 }
@@ -327,7 +344,8 @@ TEST(Pipeline, RefusesCudaWrongArchitectureAndMismatchedSystem) {
     LearnedPipeline("deep2s", m, DeviceKind::Cuda);
     ADD_FAILURE() << "CUDA was accepted";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("GPU network backend is not built yet"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("GPU network backend is not built yet"), std::string::npos)
+        << e.what();
   }
   EXPECT_THROW(LearnedPipeline("deep2s-resnet", m, DeviceKind::Cpu), InputError);
   EXPECT_THROW(LearnedPipeline("deep3s", m, DeviceKind::Cpu), InputError);
