@@ -4,9 +4,12 @@
 #include <fstream>
 #include <random>
 
+#include <sys/wait.h>
+
 #include <gtest/gtest.h>
 
 #include "data/hdf5.hpp"
+#include "data/measurement_file.hpp"
 #include "models/architectures.hpp"
 #include "models/cpu_network.hpp"
 #include "models/pipeline.hpp"
@@ -386,6 +389,43 @@ TEST(Pipeline, MethodTableRunsDeep2sFromAWeightsFile) {
   const ImagingGrid other = test::small_grid();
   c.grid = &other;
   EXPECT_THROW(run_method("deep2s", c), InputError);
+}
+
+// The real binary: `nfmimo reconstruct --method deep2s --model`, and its refusal of a mismatched model.
+TEST(Pipeline, ReconstructCommandRunsDeep2sAndRefusesAMismatchedModel) {
+  TempDir dir;
+  const Model m = tiny_model();
+  write_model(dir.file("model.h5"), m);
+  MeasurementSet set;
+  set.system = m.system;
+  set.grid = m.grid;
+  set.frames = 2;
+  set.measurements = random_measurements(m.system, 2, 12);
+  write_measurements(dir.file("in.h5"), set);
+  const auto run = [&](const std::string& model, const std::string& out) {
+    const std::string cmd = std::string(NFMIMO_BINARY_PATH) + " reconstruct " + dir.file("in.h5") +
+                            " --out " + out + " --method deep2s --device cpu --model " + model + " > " +
+                            dir.file("log.txt") + " 2>&1";
+    const int status = std::system(cmd.c_str());
+    std::ifstream log(dir.file("log.txt"));
+    return std::pair{WEXITSTATUS(status), std::string(std::istreambuf_iterator<char>(log), {})};
+  };
+  const auto [rc, log] = run(dir.file("model.h5"), dir.file("out.h5"));
+  ASSERT_EQ(rc, 0) << log;
+  const VolumeSet v = read_volumes(dir.file("out.h5"));
+  LearnedPipeline pipeline("deep2s", m, DeviceKind::Cpu);
+  std::vector<float> expected(2 * m.grid.voxels());
+  pipeline.run(set.measurements.data(), 2, expected.data());
+  EXPECT_TRUE(relative_error_below(view(v.magnitude), view(expected), 1e-6));
+
+  Model other = tiny_model();
+  other.grid = ImagingGrid(Axis::linspace(-0.08, 0.08, 8), Axis::linspace(-0.06, 0.06, 9),
+                           Axis::linspace(0.3, 0.46, 8));
+  write_model(dir.file("other.h5"), other);
+  const auto [rc2, log2] = run(dir.file("other.h5"), dir.file("out2.h5"));
+  EXPECT_EQ(rc2, 2) << log2;
+  EXPECT_NE(log2.find("imaging grid differs"), std::string::npos) << log2;
+  EXPECT_FALSE(fs::exists(dir.file("out2.h5")));
 }
 
 }  // namespace
