@@ -1,7 +1,9 @@
 // Speed of the networks on the CPU fast path: microseconds per volume for inference (and optionally a
 // training step: forward with batch statistics plus backward), on the paper's grid. A program, not a test.
 //
-//   nfmimo_bench_networks [--arch unet3d,resnet,...] [--batch 1,8] [--repeat 3] [--train]
+//   nfmimo_bench_networks [--arch unet3d,resnet,...] [--batch 1,8] [--repeat 3] [--train] [--pipeline]
+// --pipeline also times the whole learned method (adjoint on the CPU, paper system K = 15, normalisation,
+// network) named after the architecture (deep2s, deep2s-unet2d, deep2s-resnet, cv-deep2s).
 // Prints one JSON object per line: {"arch", "batch", "phase", "median_ms", "us_per_volume", "device"}.
 #include <algorithm>
 #include <chrono>
@@ -14,6 +16,7 @@
 
 #include "models/architectures.hpp"
 #include "models/cpu_network.hpp"
+#include "models/pipeline.hpp"
 #include "radar/error.hpp"
 #include "radar/system.hpp"
 
@@ -31,7 +34,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> archs = {"unet3d"};
   std::vector<int> batches = {1, 8};
   int repeat = 3;
-  bool train = false;
+  bool train = false, pipeline = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const auto next = [&]() -> std::string {
@@ -57,6 +60,21 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  const auto report = [](const std::string& arch, int batch, const char* phase, std::vector<double> ms,
+                         const std::string& device) {
+    std::sort(ms.begin(), ms.end());
+    const double median = ms[ms.size() / 2];
+    std::printf(
+        "{\"arch\": \"%s\", \"batch\": %d, \"phase\": \"%s\", \"median_ms\": %.2f, \"us_per_volume\": %.0f, "
+        "\"device\": \"%s\"}\n",
+        arch.c_str(), batch, phase, median, median * 1e3 / batch, device.c_str());
+    std::fflush(stdout);
+  };
+  const auto time_ms = [](auto&& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
   try {
     const ImagingGrid grid = ImagingGrid::paper();
     for (const auto& arch : archs) {
@@ -77,21 +95,24 @@ int main(int argc, char** argv) {
           };
           step();  // warm-up: plans, primitives, first touch of the buffers
           std::vector<double> ms;
-          for (int r = 0; r < repeat; ++r) {
-            const auto t0 = std::chrono::steady_clock::now();
-            step();
-            ms.push_back(
-                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-          }
-          std::sort(ms.begin(), ms.end());
-          const double median = ms[ms.size() / 2];
-          std::printf(
-              "{\"arch\": \"%s\", \"batch\": %d, \"phase\": \"%s\", \"median_ms\": %.2f, \"us_per_volume\": "
-              "%.0f, "
-              "\"device\": \"%s\"}\n",
-              arch.c_str(), batch, training ? "train_step" : "inference", median, median * 1e3 / batch,
-              network.description().c_str());
-          std::fflush(stdout);
+          for (int r = 0; r < repeat; ++r) ms.push_back(time_ms(step));
+          report(arch, batch, training ? "train_step" : "inference", ms, network.description());
+        }
+        if (pipeline) {
+          const std::string method = arch == "unet3d"      ? "deep2s"
+                                     : arch == "cv-unet3d" ? "cv-deep2s"
+                                                           : "deep2s-" + arch;
+          const RadarSystem system = paper_system(15);
+          Model model = make_model(arch, system, grid);
+          LearnedPipeline p(method, std::move(model), DeviceKind::Cpu, ImagingMode::Exact, batch);
+          std::vector<cfloat> y(system.samples_per_frame() * std::size_t(batch));
+          for (auto& v : y) v = {u(rng) - 0.5f, u(rng) - 0.5f};
+          std::vector<float> volumes(grid.voxels() * std::size_t(batch));
+          const auto run = [&] { p.run(y.data(), batch, volumes.data()); };
+          run();
+          std::vector<double> ms;
+          for (int r = 0; r < repeat; ++r) ms.push_back(time_ms(run));
+          report(method, batch, "pipeline", ms, p.device_description());
         }
       }
     }
