@@ -53,9 +53,12 @@ int main(int argc, char** argv) {
       repeat = std::max(1, std::atoi(next().c_str()));
     else if (a == "--train")
       train = true;
+    else if (a == "--pipeline")
+      pipeline = true;
     else {
       std::fprintf(stderr,
-                   "usage: %s [--arch unet3d,unet2d,resnet,cv-unet3d] [--batch 1,8] [--repeat N] [--train]\n",
+                   "usage: %s [--arch unet3d,unet2d,resnet,cv-unet3d] [--batch 1,8] [--repeat N] [--train] "
+                   "[--pipeline]\n",
                    argv[0]);
       return 2;
     }
@@ -82,10 +85,11 @@ int main(int argc, char** argv) {
       const Parameters params = initial_parameters(net, 7);
       for (int batch : batches) {
         const Shape is = net.input_shape(batch), os = net.output_shape(batch);
-        std::vector<float> input(is.elements()), output(os.elements()), grad(os.elements(), 1e-3f);
+        std::vector<float> input(is.elements()), output(os.elements()), grad(os.elements());
         std::mt19937 rng(1);
         std::uniform_real_distribution<float> u(0, 1);
         for (auto& v : input) v = u(rng);
+        for (auto& v : grad) v = 1e-3f * (u(rng) - 0.5f);  // an MSE-like output gradient
         for (const bool training : {false, true}) {
           if (training && !train) continue;
           CpuNetwork network(net, params, training ? Mode::Training : Mode::Inference);

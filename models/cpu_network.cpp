@@ -1,6 +1,9 @@
 #include "models/cpu_network.hpp"
 
 #include <omp.h>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -64,6 +67,43 @@ std::vector<double> channel_sums(std::size_t rows, int channels, F&& value) {
   }
   return total;
 }
+
+// Flush-to-zero and denormals-are-zero on the calling thread and the OpenMP pool for the lifetime of the
+// guard. Backward passes through training-mode batch norm produce gradients that shrink towards the float
+// denormal range (< 1.2e-38), where x86 arithmetic is ~100x slower: a U-Net training step measured 20x slower
+// without this. Values that small are below any meaningful contribution; PyTorch offers the same switch
+// (torch.set_flush_denormal). The previous state is restored, so other code (the physics operators) is
+// unaffected.
+class FlushDenormals {
+ public:
+  FlushDenormals() {
+#if defined(__SSE__)
+    saved_.assign(std::size_t(omp_get_max_threads()), 0u);
+#pragma omp parallel
+    {
+      const std::size_t t = std::size_t(omp_get_thread_num());
+      if (t < saved_.size()) {
+        saved_[t] = _mm_getcsr();
+        _mm_setcsr(saved_[t] | 0x8040u);  // FTZ (bit 15) | DAZ (bit 6)
+      }
+    }
+#endif
+  }
+  ~FlushDenormals() {
+#if defined(__SSE__)
+#pragma omp parallel
+    {
+      const std::size_t t = std::size_t(omp_get_thread_num());
+      if (t < saved_.size()) _mm_setcsr(saved_[t]);
+    }
+#endif
+  }
+  FlushDenormals(const FlushDenormals&) = delete;
+  FlushDenormals& operator=(const FlushDenormals&) = delete;
+
+ private:
+  std::vector<unsigned> saved_;
+};
 
 }  // namespace
 
@@ -375,6 +415,7 @@ struct CpuNetwork::Impl {
     const auto& ops = net.ops();
     if (mode == Mode::Training) ++version;  // parameters may have been changed in place by the caller
     upload_weights(plan);
+    const FlushDenormals flush;
     to_channels_last(input, plan.value(0), plan.shapes[0]);
     try {
       for (std::size_t i = 1; i < ops.size(); ++i)
@@ -643,6 +684,7 @@ struct CpuNetwork::Impl {
     require(last != nullptr, "CPU network: backward called before forward");
     Plan& plan = *last;
     const auto& ops = net.ops();
+    const FlushDenormals flush;
     for (std::size_t i = 0; i < ops.size(); ++i) {
       auto& g = plan.grads[i];
 #pragma omp parallel for schedule(static)
