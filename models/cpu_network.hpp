@@ -11,7 +11,7 @@
 // into it (oneDNN post-op), and reuses activation buffers once they are dead. Training mode keeps every
 // activation for backward and uses batch statistics (updating the running ones).
 // Plans (primitives and buffers for one batch size) are built on first use of a batch size; executing one
-// allocates nothing.
+// allocates no activation memory.
 #pragma once
 
 #include <map>
