@@ -11,7 +11,7 @@ namespace nfmimo {
 const std::vector<MethodEntry>& all_methods() {
   static const std::vector<MethodEntry> table = [] {
     std::vector<MethodEntry> t;
-    for (auto family : {analytic_methods, iterative_methods})
+    for (auto family : {analytic_methods, learned_methods, iterative_methods})
       for (auto& e : family()) t.push_back(std::move(e));
     return t;
   }();

@@ -51,5 +51,6 @@ std::string method_names();  // "adjoint, backprojection, ..."
 // The families (one file each).
 std::vector<MethodEntry> analytic_methods();
 std::vector<MethodEntry> iterative_methods();
+std::vector<MethodEntry> learned_methods();  // models/: Deep2S and its variants
 
 }  // namespace nfmimo

@@ -1,0 +1,112 @@
+#include "models/pipeline.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "kernels/imager.hpp"
+#include "models/cpu_network.hpp"
+#include "radar/error.hpp"
+
+namespace nfmimo::nn {
+
+const std::vector<LearnedMethodSpec>& learned_method_specs() {
+  static const std::vector<LearnedMethodSpec> specs = {
+      {"deep2s", "unet3d", false,
+       "Deep2S: adjoint magnitude, per-sample max normalisation, 3D U-Net (--model FILE)"},
+      {"cv-deep2s", "cv-unet3d", true,
+       "CV-Deep2S: complex adjoint as real/imaginary channels, CV U-Net (--model FILE)"},
+      {"deep2s-unet2d", "unet2d", false, "Deep2S with the 2D-kernel U-Net (--model FILE)"},
+      {"deep2s-resnet", "resnet", false, "Deep2S with the ResNet (--model FILE)"}};
+  return specs;
+}
+
+const LearnedMethodSpec& learned_method_spec(const std::string& name) {
+  for (const auto& s : learned_method_specs())
+    if (s.name == name) return s;
+  throw InputError(fmt::format(
+      "unknown learned method '{}' (known: deep2s, cv-deep2s, deep2s-unet2d, deep2s-resnet)", name));
+}
+
+void require_matching(const Model& model, const std::string& model_source, const RadarSystem& system,
+                      const ImagingGrid& grid, const std::string& source) {
+  if (const auto d = describe_difference(system, model.system))
+    throw InputError(fmt::format("{}: the radar system differs from the one the model {} was trained for: {}",
+                                 source, model_source, *d));
+  if (const auto d = describe_difference(grid, model.grid))
+    throw InputError(fmt::format("{}: the imaging grid differs from the one the model {} was trained for: {}",
+                                 source, model_source, *d));
+}
+
+LearnedPipeline::LearnedPipeline(const std::string& method, Model model, DeviceKind device,
+                                 ImagingMode physics_mode, int max_batch)
+    : spec_(learned_method_spec(method)),
+      model_(std::move(model)),
+      physics_mode_(physics_mode),
+      max_batch_(max_batch) {
+  require(max_batch > 0, "the batch size must be positive");
+  require(model_.architecture == spec_.architecture,
+          fmt::format("method '{}' needs a '{}' model, but the model is a '{}' network", spec_.name,
+                      spec_.architecture, model_.architecture));
+  if (device == DeviceKind::Cuda)
+    throw InputError(fmt::format(
+        "method '{}': the GPU network backend is not built yet; use --device cpu (or auto)", spec_.name));
+  // The physics stage may use a GPU under `auto`; the network runs on the CPU backend.
+  imager_ = std::make_unique<Imager>(
+      model_.system, model_.grid, device == DeviceKind::Auto ? DeviceKind::Auto : DeviceKind::Cpu, max_batch);
+  network_ = std::make_unique<CpuNetwork>(model_.network(), model_.parameters, Mode::Inference);
+  const std::size_t V = model_.grid.voxels();
+  adjoint_.resize(std::size_t(max_batch) * V);
+  input_.resize(std::size_t(max_batch) * V * (spec_.complex_input ? 2 : 1));
+}
+
+LearnedPipeline::~LearnedPipeline() = default;
+
+std::string LearnedPipeline::device_description() const {
+  return fmt::format("physics: {}; network: {}", imager_->device_description(), network_->description());
+}
+
+void LearnedPipeline::prepare(const cfloat* adjoint, int frames, float* input) const {
+  const std::size_t V = model_.grid.voxels();
+  for (int f = 0; f < frames; ++f) {
+    const cfloat* a = adjoint + std::size_t(f) * V;
+    double peak = 0;
+    for (std::size_t v = 0; v < V; ++v) peak = std::max(peak, double(std::abs(a[v])));
+    const double scale = peak > 0 ? 1.0 / peak : 1.0;  // an all-zero frame stays zero
+    if (spec_.complex_input) {
+      float* re = input + std::size_t(f) * 2 * V;
+      float* im = re + V;
+      for (std::size_t v = 0; v < V; ++v)
+        re[v] = float(a[v].real() * scale), im[v] = float(a[v].imag() * scale);
+    } else {
+      float* m = input + std::size_t(f) * V;
+      for (std::size_t v = 0; v < V; ++v) m[v] = float(std::abs(a[v]) * scale);
+    }
+  }
+}
+
+void LearnedPipeline::network_input(const cfloat* measurements, int frames, float* input) const {
+  const std::size_t V = model_.grid.voxels(), KTR = model_.system.samples_per_frame();
+  const int channels = spec_.complex_input ? 2 : 1;
+  std::vector<cfloat> adjoint(std::size_t(max_batch_) * V);
+  for (int first = 0; first < frames; first += max_batch_) {
+    const int count = std::min(max_batch_, frames - first);
+    imager_->image(Method::Adjoint, physics_mode_, measurements + std::size_t(first) * KTR, adjoint.data(),
+                   count);
+    prepare(adjoint.data(), count, input + std::size_t(first) * channels * V);
+  }
+}
+
+void LearnedPipeline::run(const cfloat* measurements, int frames, float* volumes) {
+  const std::size_t V = model_.grid.voxels(), KTR = model_.system.samples_per_frame();
+  for (int first = 0; first < frames; first += max_batch_) {
+    const int count = std::min(max_batch_, frames - first);
+    imager_->image(Method::Adjoint, physics_mode_, measurements + std::size_t(first) * KTR, adjoint_.data(),
+                   count);
+    prepare(adjoint_.data(), count, input_.data());
+    network_->forward(input_.data(), volumes + std::size_t(first) * V, count);
+  }
+}
+
+}  // namespace nfmimo::nn

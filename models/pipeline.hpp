@@ -1,0 +1,76 @@
+// Learned reconstruction pipelines (the paper's Deep2S family): physics stage, per-sample normalisation,
+// network.
+//
+//   deep2s          adjoint -> magnitude -> divide by the sample's maximum -> 3D U-Net (unet3d) -> magnitude
+//   cv-deep2s       adjoint -> divide by the sample's maximum magnitude -> [real, imag] channels -> cv-unet3d
+//   deep2s-unet2d   deep2s with the 2D-kernel U-Net (unet2d)
+//   deep2s-resnet   deep2s with the ResNet (resnet)
+//
+// Normalisation is per sample (each frame is independent; the authors' inference script normalised per batch,
+// which makes a frame's image depend on its neighbours). A frame whose adjoint is all zeros stays zero.
+// Frames are processed in chunks of `max_batch`. The device is chosen once at construction: the network runs
+// on the CPU backend (CpuNetwork); asking for CUDA is refused until the cuDNN backend exists; with `auto` the
+// physics stage may still use a GPU when one is present.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/device.hpp"
+#include "models/weights.hpp"
+#include "radar/complex.hpp"
+#include "radar/physics.hpp"
+
+namespace nfmimo {
+class Imager;
+}
+
+namespace nfmimo::nn {
+
+class CpuNetwork;
+
+struct LearnedMethodSpec {
+  std::string name;          // method name in the method table
+  std::string architecture;  // the network it needs
+  bool complex_input;        // cv-deep2s: real and imaginary channels instead of the magnitude
+  std::string help;
+};
+const std::vector<LearnedMethodSpec>& learned_method_specs();
+const LearnedMethodSpec& learned_method_spec(const std::string& name);  // InputError when unknown
+
+// InputError when the measurement's system or grid differs from the model's (relative tolerance 1e-6), with
+// describe_difference's text; `source` names the measurement (a file).
+void require_matching(const Model& model, const std::string& model_source, const RadarSystem& system,
+                      const ImagingGrid& grid, const std::string& source);
+
+class LearnedPipeline {
+ public:
+  LearnedPipeline(const std::string& method, Model model, DeviceKind device,
+                  ImagingMode physics_mode = ImagingMode::Exact, int max_batch = 8);
+  ~LearnedPipeline();
+  LearnedPipeline(const LearnedPipeline&) = delete;
+  LearnedPipeline& operator=(const LearnedPipeline&) = delete;
+
+  // volumes [frames, V] (magnitudes) from measurements [frames, K, T, R] of the model's system.
+  void run(const cfloat* measurements, int frames, float* volumes);
+  // The normalised network input of the frames (for tests and training): [frames, channels, V].
+  void network_input(const cfloat* measurements, int frames, float* input) const;
+
+  const Model& model() const { return model_; }
+  std::string device_description() const;
+
+ private:
+  void prepare(const cfloat* adjoint, int frames, float* input) const;
+
+  LearnedMethodSpec spec_;
+  Model model_;
+  ImagingMode physics_mode_;
+  int max_batch_;
+  std::unique_ptr<Imager> imager_;
+  std::unique_ptr<CpuNetwork> network_;
+  std::vector<cfloat> adjoint_;
+  std::vector<float> input_;
+};
+
+}  // namespace nfmimo::nn

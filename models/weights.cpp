@@ -1,0 +1,156 @@
+#include "models/weights.hpp"
+
+#include <set>
+
+#include <fmt/format.h>
+
+#include "data/atomic_file.hpp"
+#include "data/hdf5.hpp"
+#include "data/measurement_file.hpp"
+#include "radar/error.hpp"
+
+namespace nfmimo::nn {
+
+Network Model::network() const {
+  Network net = build_network(architecture, grid.x().size, grid.y().size, grid.z().size, options);
+  net.batch_norm_settings = batch_norm;
+  return net;
+}
+
+Model make_model(const std::string& architecture, const RadarSystem& system, const ImagingGrid& grid,
+                 const ArchitectureOptions& options, unsigned long long seed) {
+  Model m;
+  m.architecture = architecture;
+  m.options = options;
+  m.system = system;
+  m.grid = grid;
+  m.parameters = initial_parameters(m.network(), seed);
+  return m;
+}
+
+static std::string parameter_path(const std::string& name) { return "/parameters/" + name; }
+
+void write_model(const std::string& path, const Model& model, bool overwrite) {
+  const Network net = model.network();
+  check_parameters(net, model.parameters, path);
+  AtomicOutput out(path, overwrite);
+  {
+    h5::File f(out.temporary_path(), h5::File::Mode::Create);
+    f.set_attribute("/", "nfmimo_format", std::string("weights"));
+    f.set_attribute("/", "nfmimo_version", static_cast<long long>(kWeightsFormatVersion));
+    f.set_attribute("/", "architecture", model.architecture);
+    f.set_attribute("/", "width", static_cast<long long>(model.options.width));
+    f.set_attribute("/", "blocks", static_cast<long long>(model.options.blocks));
+    f.set_attribute("/", "input_channels", static_cast<long long>(net.input_shape().c));
+    f.set_attribute("/", "normalisation", model.normalisation);
+    f.set_attribute("/", "bn_epsilon", model.batch_norm.epsilon);
+    f.set_attribute("/", "bn_momentum", model.batch_norm.momentum);
+    f.set_attribute("/", "trainable_parameters", static_cast<long long>(net.trainable_parameter_count()));
+    if (!model.training.empty()) f.set_attribute("/", "training", model.training);
+    write_system(f, model.system);
+    write_grid(f, model.grid);
+    for (const auto& spec : net.parameter_specs()) {
+      const auto& t = model.parameters.at(spec.name);
+      h5::Dims dims(t.shape.begin(), t.shape.end());
+      f.write<float>(parameter_path(spec.name), dims, t.values.data());
+    }
+    f.flush();
+  }
+  out.commit();
+}
+
+namespace {
+
+std::vector<std::string> group_members(const h5::File& f, const std::string& group) {
+  std::vector<std::string> names;
+  const auto collect = [](hid_t, const char* name, const H5L_info_t*, void* data) -> herr_t {
+    static_cast<std::vector<std::string>*>(data)->emplace_back(name);
+    return 0;
+  };
+  hsize_t index = 0;
+  if (H5Literate_by_name(f.id(), group.c_str(), H5_INDEX_NAME, H5_ITER_INC, &index, collect, &names,
+                         H5P_DEFAULT) < 0)
+    throw InputError(fmt::format("{}: cannot list the group '{}' (damaged file?)", f.path(), group));
+  return names;
+}
+
+template <class T>
+T required_attribute(const std::optional<T>& value, const h5::File& f, const char* name) {
+  if (!value)
+    throw InputError(
+        fmt::format("{}: the root attribute '{}' is missing (see docs/formats.md)", f.path(), name));
+  return *value;
+}
+
+}  // namespace
+
+Model read_model(const std::string& path) {
+  const h5::File f(path, h5::File::Mode::Read);
+  const auto format = f.string_attribute("/", "nfmimo_format");
+  if (!format)
+    throw InputError(
+        fmt::format("{}: not an nfmimo weights file: the root attribute 'nfmimo_format' is missing "
+                    "(see docs/formats.md)",
+                    path));
+  if (*format != "weights")
+    throw InputError(fmt::format("{}: is an nfmimo '{}' file; expected 'weights'", path, *format));
+  const long long version = required_attribute(f.int_attribute("/", "nfmimo_version"), f, "nfmimo_version");
+  if (version < 1 || version > kWeightsFormatVersion)
+    throw InputError(
+        fmt::format("{}: weights format version {} is not supported (this nfmimo reads version {})", path,
+                    version, kWeightsFormatVersion));
+  Model m;
+  m.architecture = required_attribute(f.string_attribute("/", "architecture"), f, "architecture");
+  m.options.width = int(required_attribute(f.int_attribute("/", "width"), f, "width"));
+  m.options.blocks = int(required_attribute(f.int_attribute("/", "blocks"), f, "blocks"));
+  m.normalisation = required_attribute(f.string_attribute("/", "normalisation"), f, "normalisation");
+  if (m.normalisation != kSampleMaxNormalisation)
+    throw InputError(fmt::format("{}: normalisation '{}' is not known (known: {})", path, m.normalisation,
+                                 kSampleMaxNormalisation));
+  m.batch_norm.epsilon = required_attribute(f.double_attribute("/", "bn_epsilon"), f, "bn_epsilon");
+  m.batch_norm.momentum = required_attribute(f.double_attribute("/", "bn_momentum"), f, "bn_momentum");
+  if (!(m.batch_norm.epsilon > 0) || !(m.batch_norm.momentum >= 0 && m.batch_norm.momentum <= 1))
+    throw InputError(fmt::format("{}: batch-norm settings out of range (epsilon {}, momentum {})", path,
+                                 m.batch_norm.epsilon, m.batch_norm.momentum));
+  m.training = f.string_attribute("/", "training").value_or("");
+  m.system = read_system(f);
+  const auto grid = read_grid(f);
+  if (!grid) throw InputError(fmt::format("{}: /grid is missing (a model is trained for one grid)", path));
+  m.grid = *grid;
+  validate_grid(m.grid, m.system, path + ": /grid");
+
+  Network net;
+  try {
+    net = m.network();
+  } catch (const InputError& e) {
+    throw InputError(fmt::format("{}: {}", path, e.what()));
+  }
+  if (const auto channels = f.int_attribute("/", "input_channels");
+      channels && *channels != net.input_shape().c)
+    throw InputError(fmt::format("{}: input_channels is {} but the {} network takes {}", path, *channels,
+                                 m.architecture, net.input_shape().c));
+  if (!f.has("/parameters")) throw InputError(fmt::format("{}: the group /parameters is missing", path));
+  std::set<std::string> expected;
+  for (const auto& spec : net.parameter_specs()) {
+    expected.insert(spec.name);
+    const std::string where = parameter_path(spec.name);
+    if (!f.is_dataset(where))
+      throw InputError(fmt::format("{}: parameter '{}' of the {} network is missing", f.where(where),
+                                   spec.name, m.architecture));
+    auto a = f.read<float>(where);
+    ParameterTensor t;
+    t.shape.assign(a.dims.begin(), a.dims.end());
+    t.values = std::move(a.data);
+    t.trainable = spec.trainable;
+    m.parameters.emplace(spec.name, std::move(t));
+  }
+  for (const auto& name : group_members(f, "/parameters"))
+    if (!expected.count(name))
+      throw InputError(
+          fmt::format("{}: '{}' is not a parameter of the {} network (wrong architecture or width?)",
+                      f.where(parameter_path(name)), name, m.architecture));
+  check_parameters(net, m.parameters, path);
+  return m;
+}
+
+}  // namespace nfmimo::nn

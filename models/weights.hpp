@@ -1,0 +1,50 @@
+// Weights files: a trained network and everything needed to use it (schema: docs/formats.md, "Weights
+// files").
+//
+// Root attributes nfmimo_format = "weights", nfmimo_version = 1, architecture, width, blocks, input_channels,
+// normalisation, bn_epsilon, bn_momentum, optional training (free-form JSON); /system and /grid (the radar
+// system and imaging grid the model was trained for, as in measurement files); /parameters/<name> float32,
+// one dataset per parameter tensor in the layouts of models/network.hpp (batch-norm running statistics
+// included).
+#pragma once
+
+#include <string>
+
+#include "models/architectures.hpp"
+#include "models/network.hpp"
+#include "radar/system.hpp"
+
+namespace nfmimo::nn {
+
+inline constexpr int kWeightsFormatVersion = 1;
+
+// How a pipeline scales the physics stage's output before the network. "sample-max": each sample is divided
+// by its own largest magnitude (the only one defined so far).
+inline constexpr const char* kSampleMaxNormalisation = "sample-max";
+
+struct Model {
+  std::string architecture;
+  ArchitectureOptions options;
+  RadarSystem system;
+  ImagingGrid grid;
+  std::string normalisation = kSampleMaxNormalisation;
+  BatchNormSettings batch_norm;
+  Parameters parameters;
+  std::string training;  // free-form JSON record of how it was trained (may be empty)
+
+  // The network for this model's grid and hyperparameters.
+  Network network() const;
+};
+
+// A new model with initial parameters (see initial_parameters).
+Model make_model(const std::string& architecture, const RadarSystem& system, const ImagingGrid& grid,
+                 const ArchitectureOptions& options = {}, unsigned long long seed = 1);
+
+// Writes atomically; refuses an existing file unless `overwrite`.
+void write_model(const std::string& path, const Model& model, bool overwrite = false);
+// Reads and checks a weights file: format and version, known architecture, valid system and grid, every
+// parameter present with the right shape and finite values, nothing unexpected. InputError naming the file,
+// the dataset and the problem otherwise.
+Model read_model(const std::string& path);
+
+}  // namespace nfmimo::nn
