@@ -44,6 +44,13 @@ const LearnedMethodSpec& learned_method_spec(const std::string& name);  // Input
 void require_matching(const Model& model, const std::string& model_source, const RadarSystem& system,
                       const ImagingGrid& grid, const std::string& source);
 
+// The per-sample normalisation between the physics stage and the network, shared by the pipelines and the
+// trainer (so that a network is trained on exactly what it sees at inference): each frame of `adjoint`
+// [frames, V] is divided by its own largest magnitude (an all-zero frame stays zero), then written as the
+// magnitude [frames, 1, V] or, with `complex_input`, as [frames, 2, V] real and imaginary channels.
+void normalise_network_input(const cfloat* adjoint, int frames, std::size_t voxels, bool complex_input,
+                             float* input);
+
 class LearnedPipeline {
  public:
   LearnedPipeline(const std::string& method, Model model, DeviceKind device,
@@ -61,8 +68,6 @@ class LearnedPipeline {
   std::string device_description() const;
 
  private:
-  void prepare(const cfloat* adjoint, int frames, float* input) const;
-
   LearnedMethodSpec spec_;
   Model model_;
   ImagingMode physics_mode_;

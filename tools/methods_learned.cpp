@@ -14,10 +14,14 @@ std::vector<MethodEntry> learned_methods() {
     entries.push_back(
         {spec.name, spec.help, [name = spec.name](const MethodContext& c) {
            require(!c.model.empty(), fmt::format("method '{}' needs a weights file: --model FILE", name));
-           require(c.precision.empty() || c.precision == "fp32",
+           // --param precision=P (evaluate: per instance) overrides --precision; other keys are ignored, as
+           // the analytic methods do.
+           const auto param = c.params.find("precision");
+           const std::string precision = param != c.params.end() ? param->second : c.precision;
+           require(precision.empty() || precision == "fp32",
                    fmt::format("method '{}': precision '{}' needs the GPU network backend, which is not "
                                "built yet; the CPU runs fp32",
-                               name, c.precision));
+                               name, precision));
            nn::Model model = nn::read_model(c.model);
            nn::require_matching(model, c.model, *c.system, *c.grid, "the measurements");
            nn::LearnedPipeline pipeline(name, std::move(model), c.device, parse_mode(c.mode),
