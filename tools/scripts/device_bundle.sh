@@ -11,7 +11,9 @@ grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/i
 rm -rf .device && mkdir -p .device/bin .device/lib
 cp "$build/nfmimo" .device/bin/
 for t in "$build"/tests/test_*; do [ -x "$t" ] && cp "$t" .device/bin/; done
-[ -x "$build/nfmimo_bench_nn" ] && cp "$build/nfmimo_bench_nn" .device/bin/ || true
+for b in nfmimo_bench_networks nfmimo_bench_training bench_synthesizer; do
+  [ -x "$build/$b" ] && cp "$build/$b" .device/bin/ || true
+done
 for b in .device/bin/*; do
   ldd "$b" | awk '/=> \// {print $3}'
 done | sort -u | while read -r lib; do
