@@ -512,6 +512,29 @@ TEST_F(TrainerFixture, ANonFiniteLossStopsTheRunAndKeepsTheLastGoodCheckpoint) {
     for (float v : t.values) ASSERT_TRUE(std::isfinite(v)) << name;
 }
 
+// Every network of the paper trains through the same trainer, and its weights file drives its learned method.
+TEST_F(TrainerFixture, EveryArchitectureTrainsAndItsModelRunsInItsPipeline) {
+  for (const auto& spec : learned_method_specs()) {
+    const SampleFormat f = tiny_format(spec.complex_input);
+    auto src = make_synthesized_source({f, SceneConfig{}, 8, 2, 2, DeviceKind::Cpu});
+    const ValidationSet val = make_synthesized_validation(f, SceneConfig{}, 1008, 2, DeviceKind::Cpu);
+    TrainerSettings s = settings(spec.architecture);
+    s.architecture = spec.architecture;
+    s.options.blocks = 1;
+    s.epochs = 1;
+    const TrainingResult r = train(s, *src, val);
+    ASSERT_EQ(r.outcome, TrainingOutcome::Completed) << spec.name;
+    ASSERT_TRUE(r.final && std::isfinite(r.final->val_loss) && std::isfinite(r.records[0].train_loss))
+        << spec.name;
+    LearnedPipeline pipeline(spec.name, read_model(s.output), DeviceKind::Cpu);
+    const Synthesizer synth(f.system, f.grid, SceneConfig{}, 5, DeviceKind::Cpu);
+    const SampleBatch b = synth.batch(0, 2);
+    std::vector<float> volumes(2 * f.voxels());
+    pipeline.run(b.measurements.data(), 2, volumes.data());
+    for (float v : volumes) ASSERT_TRUE(std::isfinite(v)) << spec.name;
+  }
+}
+
 TEST_F(TrainerFixture, TimeBudgetWritesTheModelWithItsValidation) {
   TrainerSettings s = settings("budget");
   s.epochs = 0;
