@@ -5,6 +5,7 @@
 // See docs/training.md.
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <regex>
 
@@ -84,6 +85,15 @@ void run_train(const TrainOptions& o, const CLI::App& c) {
 
   for (const std::string* p : {&o.data, &o.val})
     if (!p->empty()) require_distinct_paths(*p, o.output);
+  // What the trainer would refuse, refused before the validation set is made (the trainer checks again).
+  const std::string checkpoint =
+      o.checkpoint.empty() ? nn::sibling_path(o.output, ".checkpoint.h5") : o.checkpoint;
+  require(!(o.resume && o.force), "--resume and --force exclude each other");
+  if (!o.resume && !o.force)
+    for (const std::string* p : {&checkpoint, &o.output})
+      if (std::filesystem::exists(*p))
+        throw InputError(
+            fmt::format("{} exists: continue its run with --resume, or start over with --force", *p));
   // Physics for host batches: the GPU when training there (or when auto finds one), else the CPU.
   const DeviceKind physics = resolve_device(device);
 
@@ -175,7 +185,7 @@ void run_train(const TrainOptions& o, const CLI::App& c) {
   s.precision = precision;
   s.validation_batch = o.batch;
   s.output = o.output;
-  s.checkpoint = o.checkpoint.empty() ? nn::sibling_path(o.output, ".checkpoint.h5") : o.checkpoint;
+  s.checkpoint = checkpoint;
   s.log_csv = nn::sibling_path(o.output, ".log.csv");
   s.log_json = nn::sibling_path(o.output, ".log.json");
   s.resume = o.resume;
