@@ -1,5 +1,5 @@
-// GPU timing and ceilings for benchmark programs, behind a header that compiles without nvcc. In a build without
-// CUDA every entry point throws (benchmarks only construct these for GPU rows).
+// GPU timing and ceilings for benchmark programs, behind a header that compiles without nvcc. In a build
+// without CUDA every entry point throws (benchmarks only construct these for GPU rows).
 #pragma once
 
 #include <cstddef>
@@ -47,8 +47,8 @@ std::size_t gpu_memory_used();
 
 // Ceilings measured in the same run as the benchmark rows.
 struct GpuCeilings {
-  double fp32_tflops = 0;     // FMA throughput of a register-resident kernel
-  double copy_gbs = 0;        // device-to-device copy bandwidth (read + write bytes / time)
+  double fp32_tflops = 0;  // FMA throughput of a register-resident kernel
+  double copy_gbs = 0;     // device-to-device copy bandwidth (read + write bytes / time)
 };
 GpuCeilings measure_gpu_ceilings();
 

@@ -22,20 +22,23 @@ void run(const std::string& path) {
   const h5::File f(path, h5::File::Mode::Read);
   const std::string format = f.string_attribute("/", "nfmimo_format").value_or("");
   if (format.empty())
-    throw InputError(fmt::format("{}: an HDF5 file, but not an nfmimo file (no 'nfmimo_format' attribute)", path));
+    throw InputError(
+        fmt::format("{}: an HDF5 file, but not an nfmimo file (no 'nfmimo_format' attribute)", path));
   std::printf("%s: nfmimo %s file, format version %lld\n", path.c_str(), format.c_str(),
               f.int_attribute("/", "nfmimo_version").value_or(0));
   if (f.has("/system")) std::printf("  system : %s\n", describe(read_system(f)).c_str());
   if (auto g = read_grid(f)) std::printf("  grid   : %s\n", describe(*g).c_str());
   for (const char* name : {"/measurements", "/targets", "/snr_db", "/volumes"})
     if (f.has(name))
-      std::printf("  %-13s %s %s\n", name, shape(f.shape(name)).c_str(), f.is_complex(name) ? "complex" : "real");
+      std::printf("  %-13s %s %s\n", name, shape(f.shape(name)).c_str(),
+                  f.is_complex(name) ? "complex" : "real");
   for (const char* attr : {"method", "source", "device", "architecture", "generator", "shard"})
     if (auto v = f.string_attribute("/", attr)) std::printf("  %-13s %s\n", attr, v->c_str());
   // Datasets made by `nfmimo synthesize`: how they were made.
   for (const char* attr : {"seed", "count", "first_sample", "complete"})
     if (auto v = f.int_attribute("/", attr)) std::printf("  %-13s %lld\n", attr, *v);
-  if (auto v = f.string_attribute("/", "synthesizer_config")) std::printf("  %-13s %s\n", "config", v->c_str());
+  if (auto v = f.string_attribute("/", "synthesizer_config"))
+    std::printf("  %-13s %s\n", "config", v->c_str());
 }
 
 }  // namespace

@@ -10,7 +10,8 @@
 #include "tools/commands.hpp"
 
 int main(int argc, char** argv) {
-  CLI::App app{"nfmimo: real-time 3D near-field MIMO radar imaging (physics operators + learned reconstruction)"};
+  CLI::App app{
+      "nfmimo: real-time 3D near-field MIMO radar imaging (physics operators + learned reconstruction)"};
   app.set_version_flag("--version", std::string("nfmimo ") + NFMIMO_VERSION);
   app.require_subcommand(1);
   int threads = 0;
