@@ -284,10 +284,12 @@ TEST_P(GpuLayer, BackwardMatchesReference) {
   const auto grads = gpu.gradients();
   ASSERT_EQ(grads.size(), ref.gradients().size());
   for (const auto& [name, g] : ref.gradients()) EXPECT_TRUE(gradient_matches(grads.at(name), g, tol)) << name;
-  // Backward again through the same plan: the same gradients (nothing accumulates across calls).
+  // Backward again through the same plan: the same gradients (nothing accumulates across calls; an accumulation
+  // would double them). cuDNN's fastest filter-gradient algorithms may use atomics, so equal up to rounding.
   gpu.backward(rf.ptr(), nullptr);
   const auto again = gpu.gradients();
-  for (const auto& [name, g] : grads) EXPECT_EQ(g, again.at(name)) << name;
+  for (const auto& [name, g] : grads)
+    EXPECT_TRUE(relative_error_below(view(again.at(name)), view(g), 0.1 * tol) || g == again.at(name)) << name;
 }
 
 std::string precision_suffix(Precision p) { return to_string(p); }
