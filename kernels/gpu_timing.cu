@@ -1,6 +1,4 @@
 #include <cublas_v2.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "kernels/cuda_check.hpp"
@@ -19,9 +17,7 @@ void GpuEventTimer::start(CUstream_st* s) { impl_->start.record(s); }
 void GpuEventTimer::stop(CUstream_st* s) { impl_->stop.record(s); }
 double GpuEventTimer::elapsed_ms() const { return impl_->stop.since(impl_->start); }
 
-GpuStreamHandle::GpuStreamHandle() {
-  NFMIMO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-}
+GpuStreamHandle::GpuStreamHandle() { NFMIMO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
 GpuStreamHandle::~GpuStreamHandle() {
   if (stream_) NFMIMO_CUDA_LOG(cudaStreamDestroy(stream_));
 }
@@ -40,8 +36,7 @@ std::size_t gpu_memory_used() {
 
 namespace {
 
-// 8 independent FMA chains per thread keep the pipes full; the result is written so nothing is optimised
-// away.
+// 8 independent FMA chains per thread keep the pipes full; the result is written so nothing is optimised away.
 __global__ void fma_peak_kernel(float* out, int iterations, float a, float b) {
   float v[8];
 #pragma unroll
@@ -63,7 +58,7 @@ __global__ void copy_kernel(const float4* __restrict__ in, float4* __restrict__ 
 
 }  // namespace
 
-// cuBLAS status names for messages (fmt is not used in CUDA translation units).
+// cuBLAS failures (fmt is not used in CUDA translation units).
 static void check_cublas(cublasStatus_t s, const char* call) {
   if (s != CUBLAS_STATUS_SUCCESS)
     throw DeviceError(detail::concat("cuBLAS error ", int(s), " in ", call), call, int(s));
@@ -75,8 +70,8 @@ static double gemm_tflops(cublasHandle_t h, cudaStream_t stream, cudaDataType_t 
   constexpr int n = 8192;
   DeviceBuffer<unsigned char> a(std::size_t(n) * n * element_bytes), b(std::size_t(n) * n * element_bytes);
   DeviceBuffer<float> c(std::size_t(n) * n);
-  // Small values (bytes 0x10 0x10 ...: about 1e-4 as half, 3e-29 as float): no overflow, no denormal slow
-  // path on tensor cores, and the timing does not depend on the data.
+  // Small values (bytes 0x10: about 1e-4 as half, 3e-29 as float): no overflow, and the timing does not
+  // depend on the data.
   NFMIMO_CUDA_CHECK(cudaMemsetAsync(a.data(), 0x10, a.bytes(), stream));
   NFMIMO_CUDA_CHECK(cudaMemsetAsync(b.data(), 0x10, b.bytes(), stream));
   const float alpha = 1.f, beta = 0.f;
