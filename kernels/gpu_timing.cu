@@ -17,7 +17,9 @@ void GpuEventTimer::start(CUstream_st* s) { impl_->start.record(s); }
 void GpuEventTimer::stop(CUstream_st* s) { impl_->stop.record(s); }
 double GpuEventTimer::elapsed_ms() const { return impl_->stop.since(impl_->start); }
 
-GpuStreamHandle::GpuStreamHandle() { NFMIMO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
+GpuStreamHandle::GpuStreamHandle() {
+  NFMIMO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+}
 GpuStreamHandle::~GpuStreamHandle() {
   if (stream_) NFMIMO_CUDA_LOG(cudaStreamDestroy(stream_));
 }
@@ -36,7 +38,8 @@ std::size_t gpu_memory_used() {
 
 namespace {
 
-// 8 independent FMA chains per thread keep the pipes full; the result is written so nothing is optimised away.
+// 8 independent FMA chains per thread keep the pipes full; the result is written so nothing is optimised
+// away.
 __global__ void fma_peak_kernel(float* out, int iterations, float a, float b) {
   float v[8];
 #pragma unroll

@@ -353,7 +353,8 @@ TEST(Pipeline, RefusesCudaWrongArchitectureAndMismatchedSystem) {
     }
   }
   // The CPU backend runs fp32 only.
-  EXPECT_THROW(LearnedPipeline("deep2s", m, DeviceKind::Cpu, ImagingMode::Exact, 8, Precision::Fp16), InputError);
+  EXPECT_THROW(LearnedPipeline("deep2s", m, DeviceKind::Cpu, ImagingMode::Exact, 8, Precision::Fp16),
+               InputError);
   EXPECT_THROW(LearnedPipeline("deep2s-resnet", m, DeviceKind::Cpu), InputError);
   EXPECT_THROW(LearnedPipeline("deep3s", m, DeviceKind::Cpu), InputError);
   RadarSystem other = m.system;
