@@ -18,14 +18,17 @@ std::vector<MethodEntry> learned_methods() {
            require(!c.model.empty(), fmt::format("method '{}' needs a weights file: --model FILE", name));
            // The device first (an unavailable GPU is refused with its reason), then the precision: the GPU's
            // default rule (docs/networks.md, "Precision") or what was asked; the CPU runs fp32 only.
+           // --param precision=P (evaluate: per instance) overrides --precision.
+           const auto param = c.params.find("precision");
+           const std::string asked = param != c.params.end() ? param->second : c.precision;
            const DeviceKind device = resolve_device(c.device);
-           const nn::Precision precision = !c.precision.empty() ? nn::parse_inference_precision(c.precision)
+           const nn::Precision precision = !asked.empty() ? nn::parse_inference_precision(asked)
                                            : device == DeviceKind::Cuda ? nn::default_gpu_precision()
                                                                         : nn::Precision::Fp32;
            require(device == DeviceKind::Cuda || precision == nn::Precision::Fp32,
                    fmt::format("method '{}': precision '{}' needs the GPU (--device cuda); the CPU network "
                                "backend runs fp32",
-                               name, c.precision));
+                               name, asked));
            nn::Model model = nn::read_model(c.model);
            nn::require_matching(model, c.model, *c.system, *c.grid, "the measurements");
            // The CPU reaches its speed at 8 frames and its activation memory grows with the chunk; the GPU
