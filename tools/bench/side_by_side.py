@@ -70,6 +70,9 @@ def main():
     p.add_argument("--out-dir", default="bench-out")
     p.add_argument("--python", default=sys.executable)
     p.add_argument("--plot", action="store_true", help="write throughput.png (needs matplotlib)")
+    p.add_argument("--peer-compile", default="all",
+                   help="ops whose torch.compile variants the peer runs: all, none, or a comma list (compiling "
+                        "takes about a minute per variant)")
     args = p.parse_args()
     os.makedirs(args.out_dir, exist_ok=True)
     ours_json = os.path.join(args.out_dir, "nfmimo.json")
@@ -80,7 +83,8 @@ def main():
                     "--width", str(args.width), "--seconds", str(args.seconds), "--json", ours_json], check=True)
     subprocess.run([args.python, os.path.join(HERE, "torch_reference.py"), "--device", args.device, "--batch",
                     args.batch, "--train-batch", args.train_batch, "--freqs", str(args.freqs), "--methods",
-                    args.methods, "--width", str(args.width), "--seconds", str(args.seconds), "--json", peer_json],
+                    args.methods, "--width", str(args.width), "--seconds", str(args.seconds), "--compile-ops",
+                    args.peer_compile, "--json", peer_json],
                    check=True)
     ours = json.load(open(ours_json))
     peer = json.load(open(peer_json))

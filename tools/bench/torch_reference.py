@@ -448,6 +448,10 @@ def training_rows(args, device, arch, notes, can_compile):
     return rows
 
 
+def compiles(args, op):
+    return args.compile_ops == "all" or op in args.compile_ops.split(",")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -460,6 +464,8 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads (torch's default here is 1)")
     p.add_argument("--train-batch", default="32")
     p.add_argument("--width", type=int, default=0, help="network width (0: the paper's)")
+    p.add_argument("--compile-ops", default="all",
+                   help="ops with torch.compile variants: all, none, or a comma list (about a minute per variant)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     args.batch = [int(b) for b in args.batch.split(",")]
@@ -475,11 +481,11 @@ def main():
         if m == "adjoint":
             rows += adjoint_rows(args, args.device)
         elif m in ARCHS:
-            rows += network_rows(args, args.device, m, notes, can_compile)
+            rows += network_rows(args, args.device, m, notes, can_compile and compiles(args, m))
         elif m in PIPELINES:
-            rows += pipeline_rows(args, args.device, m, notes, can_compile)
+            rows += pipeline_rows(args, args.device, m, notes, can_compile and compiles(args, m))
         elif m.startswith("train-") and m[6:] in ARCHS:
-            rows += training_rows(args, args.device, m[6:], notes, can_compile)
+            rows += training_rows(args, args.device, m[6:], notes, can_compile and compiles(args, m))
         else:
             notes.append(f"no peer for '{m}'")
     for n in notes:
