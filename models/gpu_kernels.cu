@@ -103,8 +103,7 @@ __device__ __forceinline__ float apply_act(float v, Act act) {
   for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < (n); \
        i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
 
-// ---- layout
-// ----------------------------------------------------------------------------------------------------
+// ---- layout -------------------------------------------------------------------------------------
 template <class T>
 __global__ void to_internal_kernel(const float* __restrict__ in, T* __restrict__ out, int c,
                                    std::size_t spatial, std::size_t count, float scale) {
@@ -123,8 +122,7 @@ __global__ void from_internal_kernel(const T* __restrict__ in, float* __restrict
   }
 }
 
-// ---- elementwise
-// -----------------------------------------------------------------------------------------------
+// ---- elementwise --------------------------------------------------------------------------------
 template <class T>
 __global__ void bias_activation_kernel(T* y, const float* __restrict__ bias, std::size_t count, int c,
                                        Act act) {
@@ -179,8 +177,7 @@ __global__ void pass_gradient_kernel(const T* dy, T* dx, std::size_t count, bool
   }
 }
 
-// ---- pooling
-// ---------------------------------------------------------------------------------------------------
+// ---- pooling ------------------------------------------------------------------------------------
 struct Geometry5 {
   int n, c, x, y, z;
 };
@@ -254,8 +251,7 @@ __global__ void max_pool_backward_kernel(const T* __restrict__ x, const T* __res
   }
 }
 
-// ---- structure
-// -------------------------------------------------------------------------------------------------
+// ---- structure ----------------------------------------------------------------------------------
 template <class T>
 __global__ void concat_kernel(const T* __restrict__ a, int ca, const T* __restrict__ b, int cb,
                               T* __restrict__ y, std::size_t count) {
@@ -309,9 +305,9 @@ __global__ void shift_copy_kernel(const T* __restrict__ in, Geometry5 gi, T* out
   }
 }
 
-// ---- per-channel reductions
-// ------------------------------------------------------------------------------------ Block (kTile channels)
-// x (kLanes row lanes); grid (chunks, channel tiles). Chunk b covers rows [b * rows_per_chunk, ...).
+// ---- per-channel reductions ----------------------------------------------------------------------
+// Block (kTile channels) x (kLanes row lanes); grid (chunks, channel tiles). Chunk b covers rows
+// [b * rows_per_chunk, ...).
 struct ChunkPlan {
   int chunks;
   std::size_t rows_per_chunk;
@@ -513,9 +509,8 @@ __global__ void bn_backward_apply_kernel(const T* __restrict__ x, const T* __res
   }
 }
 
-// ---- dense
-// ----------------------------------------------------------------------------------------------------- One
-// warp per output (n, o): strided dot product, then a warp reduction.
+// ---- dense ---------------------------------------------------------------------------------------
+// One warp per output (n, o): strided dot product, then a warp reduction.
 template <class T>
 __global__ void dense_forward_kernel(const T* __restrict__ x, const T* __restrict__ w,
                                      const float* __restrict__ b, T* __restrict__ y, int n, int F, int O) {
@@ -571,8 +566,7 @@ __global__ void cast_back_kernel(const T* __restrict__ in, float* __restrict__ o
   NFMIMO_GRID_STRIDE(i, count) out[i] = load<T>(in, i);
 }
 
-// ---- training step
-// ---------------------------------------------------------------------------------------------
+// ---- training step ------------------------------------------------------------------------------
 constexpr int kStepBlocks = 1024;  // fixed partition of the global reductions (deterministic order)
 
 __device__ __forceinline__ double block_sum(double v, double* shared) {
@@ -692,8 +686,7 @@ __global__ void adam_kernel(float* __restrict__ p, float* __restrict__ m, float*
 
 }  // namespace
 
-// ---- dispatch
-// --------------------------------------------------------------------------------------------------
+// ---- dispatch -----------------------------------------------------------------------------------
 #define NFMIMO_DISPATCH(t, ...) \
   switch (t) {                  \
     case DType::F32: {          \

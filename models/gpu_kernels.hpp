@@ -64,10 +64,10 @@ std::size_t channel_sum_scratch(int c);
 void channel_sum(DType t, const void* x, std::size_t rows, int c, float* out, bool accumulate, float* scratch,
                  Stream stream);
 
-// ---- batch norm (training)
-// ------------------------------------------------------------------------------------ Statistics in one read
-// of x: each block forms per-channel (count, mean, M2) of its rows in float (Welford), and a second kernel
-// merges the blocks in double (Chan et al.) in a fixed order. `scratch` holds at least bn_scratch(c) floats.
+// ---- batch norm (training) -----------------------------------------------------------------------
+// Statistics in one read of x: each block forms per-channel (count, mean, M2) of its rows in float (Welford),
+// and a second kernel merges the blocks in double (Chan et al.) in a fixed order. `scratch` holds at least
+// bn_scratch(c) floats.
 std::size_t bn_scratch(int c);
 struct BatchNormTrainingArgs {
   const float* gamma;
@@ -97,25 +97,23 @@ void bn_backward(DType t, const void* x, const void* y, const void* dy, void* dx
                  bool relu, const float* mean, const float* inv_std, const float* scale, float* dgamma,
                  float* dbeta, bool accumulate, float* scratch, Stream stream);
 
-// ---- dense
-// ----------------------------------------------------------------------------------------------------- y[n,
-// o] = sum_f w[o, f] x[n, f] + b[o]; w in the compute type, features in the internal (channels-last) order.
+// ---- dense ---------------------------------------------------------------------------------------
+// y[n, o] = sum_f w[o, f] x[n, f] + b[o]; w in the compute type, features in the internal (channels-last)
+// order.
 void dense_forward(DType t, const void* x, const void* w, const float* bias, void* y, int n, int features,
                    int outputs, Stream stream);
 // dx (+)= dy w; dw = dy^T x (compute type, overwritten); db = sum dy (float, overwritten; may be null).
 void dense_backward(DType t, const void* x, const void* w, const void* dy, void* dx, bool accumulate,
                     void* dw, float* db, int n, int features, int outputs, Stream stream);
 
-// ---- parameters
-// ------------------------------------------------------------------------------------------------ out[i] =
-// (compute type) in[i], and back.
+// ---- parameters ----------------------------------------------------------------------------------
+// out[i] = (compute type) in[i], and back.
 void cast_from_float(DType t, const float* in, void* out, std::size_t count, Stream stream);
 void cast_to_float(DType t, const void* in, float* out, std::size_t count, Stream stream);
 void fill_zero(void* p, std::size_t bytes, Stream stream);
 
-// ---- training step (device-resident: no host synchronisation)
-// --------------------------------------------------- Scalars of the optimisation step, kept in device
-// memory; the host reads them back lazily.
+// ---- training step (device-resident: no host synchronisation) ------------------------------------
+// Scalars of the optimisation step, kept in device memory; the host reads them back lazily.
 struct StepScalars {
   double loss_sum;      // sum over elements of the loss terms of the last step
   double loss;          // mean loss of the last step

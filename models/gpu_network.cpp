@@ -133,8 +133,7 @@ void set_conv(const ConvDesc& d, Triple pad, Triple stride, cudnnMathType_t math
   NFMIMO_CUDNN_CHECK(cudnnSetConvolutionMathType(d.get(), math));
 }
 
-// ---- algorithm choice, cached per shape for the process
-// -------------------------------------------------------
+// ---- algorithm choice, cached per shape for the process -----------------------------------------
 struct AlgoChoice {
   int algo = -1;
   cudnnMathType_t math = CUDNN_DEFAULT_MATH;
@@ -168,8 +167,7 @@ AlgoChoice pick(const Perf* perf, int count, Precision precision, const std::str
   throw Error(fmt::format("cuDNN offers no algorithm for {}", what));
 }
 
-// ---- parameters in the internal layouts
-// ------------------------------------------------------------------------
+// ---- parameters in the internal layouts ---------------------------------------------------------
 enum class Layout { Vector, Filter, Dense };
 
 struct Slot {
@@ -224,8 +222,7 @@ std::size_t product(const std::vector<int>& shape) {
   return e;
 }
 
-// ---- executed steps
-// --------------------------------------------------------------------------------------------
+// ---- executed steps -----------------------------------------------------------------------------
 enum class ExecKind {
   Conv,
   ConvTranspose,
@@ -255,8 +252,7 @@ struct Exec {
 
 }  // namespace
 
-// ---- plans
-// -----------------------------------------------------------------------------------------------------
+// ---- plans --------------------------------------------------------------------------------------
 struct ConvSite {
   int exec = 0;
   bool transposed = false;
@@ -339,8 +335,7 @@ struct GpuNetwork::Impl {
     upload_parameters();
   }
 
-  // ---- graph analysis
-  // ----------------------------------------------------------------------------------------
+  // ---- graph analysis ---------------------------------------------------------------------------
   void analyse() {
     const auto& ops = net.ops();
     std::vector<std::vector<int>> users(ops.size());
@@ -420,8 +415,7 @@ struct GpuNetwork::Impl {
     }
   }
 
-  // ---- parameters
-  // ---------------------------------------------------------------------------------------------
+  // ---- parameters -------------------------------------------------------------------------------
   void add_slot(std::vector<Slot>& list, const std::string& name, std::vector<int> shape, Layout layout,
                 int dense_channels = 0) {
     Slot s;
@@ -655,8 +649,7 @@ struct GpuNetwork::Impl {
     return out;
   }
 
-  // ---- plans
-  // ----------------------------------------------------------------------------------------------------
+  // ---- plans ------------------------------------------------------------------------------------
   Plan& plan_for(int n) {
     require(n > 0, "GPU network: the batch must be positive");
     auto it = plans.find(n);
@@ -968,8 +961,7 @@ struct GpuNetwork::Impl {
     if (bias_float) fused_cache()["float|" + key] = true;
   }
 
-  // ---- compiling the plan into closures
-  // -------------------------------------------------------------------------
+  // ---- compiling the plan into closures ---------------------------------------------------------
   void compile(Plan& plan) {
     plan.forward.clear(), plan.predict.clear(), plan.backward.clear();
     emit_forward(plan, plan.forward, mode == Mode::Training);
@@ -1344,8 +1336,7 @@ struct GpuNetwork::Impl {
     });
   }
 
-  // ---- execution
-  // ------------------------------------------------------------------------------------------------
+  // ---- execution --------------------------------------------------------------------------------
   void run(Plan& plan, const std::vector<std::function<void(cudaStream_t)>>& steps, const float* in,
            float* out, cudaStream_t s) {
     NFMIMO_CUDNN_CHECK(cudnnSetStream(handle.get(), s));

@@ -107,8 +107,7 @@ Parameters random_parameters(const Network& net, unsigned seed) {
   return relative_error_below(view(gpu), view(ref), tol);
 }
 
-// ---- layers
-// ----------------------------------------------------------------------------------------------------
+// ---- layers -------------------------------------------------------------------------------------
 struct LayerCase {
   std::string name;
   std::function<Network()> build;
@@ -284,12 +283,14 @@ TEST_P(GpuLayer, BackwardMatchesReference) {
   const auto grads = gpu.gradients();
   ASSERT_EQ(grads.size(), ref.gradients().size());
   for (const auto& [name, g] : ref.gradients()) EXPECT_TRUE(gradient_matches(grads.at(name), g, tol)) << name;
-  // Backward again through the same plan: the same gradients (nothing accumulates across calls; an accumulation
-  // would double them). cuDNN's fastest filter-gradient algorithms may use atomics, so equal up to rounding.
+  // Backward again through the same plan: the same gradients (nothing accumulates across calls; an
+  // accumulation would double them). cuDNN's fastest filter-gradient algorithms may use atomics, so equal up
+  // to rounding.
   gpu.backward(rf.ptr(), nullptr);
   const auto again = gpu.gradients();
   for (const auto& [name, g] : grads)
-    EXPECT_TRUE(relative_error_below(view(again.at(name)), view(g), 0.1 * tol) || g == again.at(name)) << name;
+    EXPECT_TRUE(relative_error_below(view(again.at(name)), view(g), 0.1 * tol) || g == again.at(name))
+        << name;
 }
 
 std::string precision_suffix(Precision p) { return to_string(p); }
@@ -298,8 +299,7 @@ INSTANTIATE_TEST_SUITE_P(All, GpuLayer, ::testing::ValuesIn(layer_params()), [](
   return info.param.layer.name + "_" + precision_suffix(info.param.precision);
 });
 
-// ---- whole networks
-// --------------------------------------------------------------------------------------------
+// ---- whole networks -----------------------------------------------------------------------------
 struct NetworkParam {
   std::string architecture;
   Precision precision;
@@ -396,10 +396,9 @@ TEST_F(GpuNet, ExecutingAPlannedBatchAllocatesNothing) {
   EXPECT_EQ(gpu_memory_used(), before);
 }
 
-// ---- training steps
-// -------------------------------------------------------------------------------------------- The documented
-// step (models/gpu_training.hpp) on the host: CpuNetwork forward/backward in training mode, MSE, global-norm
-// clipping and AdamW in double.
+// ---- training steps ------------------------------------------------------------------------------
+// The documented step (models/gpu_training.hpp) on the host: CpuNetwork forward/backward in training mode,
+// MSE, global-norm clipping and AdamW in double.
 struct HostTrainer {
   CpuNetwork net;
   Parameters params;
@@ -572,8 +571,7 @@ TEST_F(GpuNet, RefusesTheSsimLoss) {
   EXPECT_THROW(gpu.step(x.ptr(), t.ptr(), 1, o), InputError);
 }
 
-// ---- pipelines
-// -------------------------------------------------------------------------------------------------
+// ---- pipelines ----------------------------------------------------------------------------------
 ImagingGrid tiny_grid() {
   return ImagingGrid(Axis::linspace(-0.08, 0.08, 8), Axis::linspace(-0.06, 0.06, 9),
                      Axis::linspace(0.3, 0.45, 8));

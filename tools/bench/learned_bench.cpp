@@ -162,8 +162,7 @@ void time_copies(Row& row, GpuBuffer& in, const void* host_in, std::size_t in_by
                           .median_ms;
 }
 
-// ---- networks
-// --------------------------------------------------------------------------------------------------
+// ---- networks -----------------------------------------------------------------------------------
 void network_rows(const std::string& arch, const RadarSystem& system, const ImagingGrid& grid,
                   DeviceKind device, const LearnedBenchOptions& o,
                   const std::function<Ceilings(const std::string&)>& ceilings_for, std::vector<Row>& rows,
@@ -241,9 +240,8 @@ void network_rows(const std::string& arch, const RadarSystem& system, const Imag
   }
 }
 
-// ---- pipelines
-// ------------------------------------------------------------------------------------------------- The
-// pipeline's definition in double: adjoint, per-sample normalisation, reference network (frame 0).
+// ---- pipelines -----------------------------------------------------------------------------------
+// The pipeline's definition in double: adjoint, per-sample normalisation, reference network (frame 0).
 std::vector<float> reference_pipeline(const LearnedMethodSpec& spec, const Model& m, const cfloat* y) {
   const std::size_t S = m.system.samples_per_frame(), V = m.grid.voxels();
   std::vector<cdouble> yd(S);
@@ -358,8 +356,7 @@ void pipeline_rows(const std::string& method, const RadarSystem& system, const I
   }
 }
 
-// ---- training
-// --------------------------------------------------------------------------------------------------
+// ---- training -----------------------------------------------------------------------------------
 double mse(const std::vector<float>& y, const std::vector<float>& t) {
   double s = 0;
   for (std::size_t i = 0; i < y.size(); ++i) s += (double(y[i]) - t[i]) * (double(y[i]) - t[i]);
