@@ -1,6 +1,8 @@
 // Per-sample max normalisation of the learned pipelines (see gpu_normalise.hpp).
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "kernels/cuda_check.hpp"
 #include "kernels/gpu_normalise.hpp"
 
@@ -47,7 +49,22 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+__global__ void magnitude_kernel(const float2* __restrict__ in, float* __restrict__ out, std::size_t count) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const float2 z = in[i];
+    out[i] = hypotf(z.x, z.y);  // as std::abs on the CPU (no overflow for large parts)
+  }
+}
+
 }  // namespace
+
+void complex_magnitude(const cfloat* d_in, float* d_out, std::size_t count, CUstream_st* stream) {
+  if (count == 0) return;
+  const int blocks = static_cast<int>(std::min<std::size_t>((count + 255) / 256, 132 * 32));
+  magnitude_kernel<<<blocks, 256, 0, stream>>>(reinterpret_cast<const float2*>(d_in), d_out, count);
+  NFMIMO_CUDA_CHECK_LAUNCH();
+}
 
 void normalise_by_sample_max(const cfloat* d_volumes, float* d_input, int frames, std::size_t voxels,
                              NormaliseMode mode, CUstream_st* stream) {

@@ -23,4 +23,8 @@ enum class NormaliseMode { Magnitude, Complex };
 void normalise_by_sample_max(const cfloat* d_volumes, float* d_input, int frames, std::size_t voxels,
                              NormaliseMode mode, CUstream_st* stream);
 
+// out[i] = |in[i]| (no normalisation): the training targets of the GPU data path (the synthesizer's complex
+// scenes -> the magnitudes the network learns to output).
+void complex_magnitude(const cfloat* d_in, float* d_out, std::size_t count, CUstream_st* stream);
+
 }  // namespace nfmimo

@@ -9,4 +9,8 @@ void normalise_by_sample_max(const cfloat*, float*, int, std::size_t, NormaliseM
   throw InputError("the GPU normalisation needs CUDA: " + cuda_unavailable_reason());
 }
 
+void complex_magnitude(const cfloat*, float*, std::size_t, CUstream_st*) {
+  throw InputError("the GPU magnitude kernel needs CUDA: " + cuda_unavailable_reason());
+}
+
 }  // namespace nfmimo

@@ -607,6 +607,21 @@ TEST_F(GpuNet, NormalisationKernelMatchesTheCpuPipeline) {
   }
 }
 
+// The trainer's target path: |scene| on the device equals std::abs on the host.
+TEST_F(GpuNet, ComplexMagnitudeKernelMatchesTheHost) {
+  const auto z = test::random_complex<float>(10007, 12);
+  std::vector<float> expected(z.size()), got(z.size());
+  for (std::size_t i = 0; i < z.size(); ++i) expected[i] = std::abs(z[i]);
+  GpuBuffer in(z.size() * sizeof(cfloat)), out(z.size() * sizeof(float));
+  GpuStreamHandle stream;
+  in.upload(z.data(), in.bytes(), stream.get());
+  complex_magnitude(static_cast<const cfloat*>(in.data()), static_cast<float*>(out.data()), z.size(),
+                    stream.get());
+  out.download(got.data(), out.bytes(), stream.get());
+  stream.synchronize();
+  EXPECT_TRUE(relative_error_below(view(got), view(expected), 1e-6));
+}
+
 TEST_F(GpuNet, PipelinesMatchTheCpuPipelines) {
   for (const auto& spec : learned_method_specs()) {
     SCOPED_TRACE(spec.name);
