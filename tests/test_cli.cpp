@@ -219,5 +219,34 @@ TEST(Cli, BenchQuickModeReportIsCompleteAndChecked) {
   }
 }
 
+// The learned rows in quick mode: networks, pipelines and a training step (narrow networks, so that every CPU
+// row is checked against the double reference), complete and correct.
+TEST(Cli, BenchQuickModeLearnedRowsAreCompleteAndChecked) {
+  ScratchDir dir;
+  const auto r =
+      test::run_command("OMP_NUM_THREADS=1 " + std::string(NFMIMO_BINARY_PATH) +
+                        " bench --quick --device cpu --batch 1,2 --freqs 5 --methods unet3d,deep2s,cv-deep2s,"
+                        "train-resnet --modes exact --width 2 --train-batch 2 --precision fp32 --json " +
+                        (dir / "b.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream f(dir / "b.json");
+  const auto j = nlohmann::json::parse(f);
+  // unet3d, deep2s, cv-deep2s at 2 batches, one training step.
+  ASSERT_EQ(j["rows"].size(), 7u);
+  for (const auto& row : j["rows"]) {
+    EXPECT_GT(row["us_per_volume"].get<double>(), 0);
+    EXPECT_GT(row["flops_per_volume"].get<double>(), 0);
+    EXPECT_GT(row["floor_us_per_volume"].get<double>(), 0);
+    EXPECT_TRUE(row["check"]["passed"].get<bool>()) << row.dump();
+    EXPECT_GT(row["check"]["relative_error"].get<double>(), 0) << row.dump();
+  }
+  EXPECT_EQ(j["rows"][6]["op"], "train-resnet");
+  // An unknown row name is refused with the list of known ones.
+  const auto q =
+      run_cli("bench --quick --device cpu --batch 1 --freqs 5 --methods unet9d --json " + (dir / "c.json"));
+  EXPECT_EQ(q.exit_code, 2) << q.output;
+  EXPECT_NE(q.output.find("unknown 'unet9d'"), std::string::npos) << q.output;
+}
+
 }  // namespace
 }  // namespace nfmimo

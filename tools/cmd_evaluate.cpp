@@ -235,7 +235,8 @@ void add_evaluate_command(CLI::App& app) {
   c->add_option("--device,-d", o->device, "auto | cpu | cuda")->capture_default_str();
   c->add_option("--batch", o->batch, "Frames per GPU launch")->capture_default_str();
   c->add_option("--model", o->model, "Weights file of a learned method");
-  c->add_option("--precision", o->precision, "fp32 | tf32 | fp16 (learned methods on the GPU)");
+  c->add_option("--precision", o->precision,
+                "fp32 | tf32 | fp16 | bf16: learned methods on the GPU (default fp16; the CPU runs fp32)");
   c->add_option("--param", o->params, "key=value for every method, or method.key=value (repeatable)");
   c->add_flag("--force,-f", o->force, "Replace existing output files");
   c->callback([o] { run(*o); });

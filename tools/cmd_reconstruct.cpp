@@ -128,7 +128,8 @@ void add_reconstruct_command(CLI::App& app) {
       "Imaging grid 'x0:x1:nx,y0:y1:ny,z0:z1:nz' (m) or 'paper'; default: the file's /grid, else paper");
   c->add_option("--batch", o->batch, "Frames per GPU launch")->capture_default_str();
   c->add_option("--model", o->model, "Weights file of a learned method");
-  c->add_option("--precision", o->precision, "fp32 | tf32 | fp16 (learned methods on the GPU)");
+  c->add_option("--precision", o->precision,
+                "fp32 | tf32 | fp16 | bf16: learned methods on the GPU (default fp16; the CPU runs fp32)");
   c->add_option("--param", o->params, "Method-specific option key=value (repeatable)");
   c->add_flag("--complex", o->complex, "Store complex volumes instead of magnitudes");
   c->add_flag("--force,-f", o->force, "Replace existing output files");
