@@ -19,7 +19,8 @@ AtomicOutput::AtomicOutput(std::string target, bool overwrite) : target_(std::mo
   const fs::path p(target_);
   std::error_code ec;
   const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
-  require(fs::is_directory(dir, ec), fmt::format("{}: the folder '{}' does not exist", target_, dir.string()));
+  require(fs::is_directory(dir, ec),
+          fmt::format("{}: the folder '{}' does not exist", target_, dir.string()));
   require(!fs::is_directory(p, ec), fmt::format("{}: is a folder; give a file name", target_));
   require(overwrite || !fs::exists(p, ec),
           fmt::format("{}: already exists; pass --force to replace it", target_));
@@ -37,7 +38,8 @@ AtomicOutput::~AtomicOutput() {
 void AtomicOutput::commit() {
   std::error_code ec;
   fs::rename(temporary_, target_, ec);
-  if (ec) throw InputError(fmt::format("{}: cannot move the finished file into place: {}", target_, ec.message()));
+  if (ec)
+    throw InputError(fmt::format("{}: cannot move the finished file into place: {}", target_, ec.message()));
   committed_ = true;
 }
 

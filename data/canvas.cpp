@@ -58,7 +58,8 @@ void Canvas::text(int x, int y, const std::string& s, Rgb c, int scale) {
   std::vector<char> buffer(s.size() * 300 + 64);
   std::string copy = s;
   unsigned char color[4] = {c.r, c.g, c.b, 255};
-  const int quads = stb_easy_font_print(0, 0, copy.data(), color, buffer.data(), static_cast<int>(buffer.size()));
+  const int quads =
+      stb_easy_font_print(0, 0, copy.data(), color, buffer.data(), static_cast<int>(buffer.size()));
   for (int q = 0; q < quads; ++q) {
     const float* v0 = reinterpret_cast<const float*>(buffer.data() + q * 64);
     const float* v2 = reinterpret_cast<const float*>(buffer.data() + q * 64 + 32);
@@ -86,14 +87,15 @@ void Canvas::write_png(const std::string& path, bool overwrite) const {
       throw InputError(fmt::format("{}: PNG encoding failed (disk full?)", path));
     }
     png_init_io(png, fp);
-    png_set_IHDR(png, info, width_, height_, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
-                 PNG_FILTER_TYPE_DEFAULT);
+    png_set_IHDR(png, info, width_, height_, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);
     for (int y = 0; y < height_; ++y)
       png_write_row(png, const_cast<png_bytep>(&rgb_[std::size_t(y) * width_ * 3]));
     png_write_end(png, nullptr);
     png_destroy_write_struct(&png, &info);
-    if (std::fclose(fp) != 0) throw InputError(fmt::format("{}: cannot finish the PNG file (disk full?)", path));
+    if (std::fclose(fp) != 0)
+      throw InputError(fmt::format("{}: cannot finish the PNG file (disk full?)", path));
   }
   out.commit();
 }
@@ -101,18 +103,20 @@ void Canvas::write_png(const std::string& path, bool overwrite) const {
 Rgb colormap(double t) {
   // viridis anchors at t = 0, 1/8, ..., 1 (matplotlib's table, sampled).
   static constexpr std::array<std::array<double, 3>, 9> anchors = {{{68, 1, 84},
-                                                                   {71, 44, 122},
-                                                                   {59, 81, 139},
-                                                                   {44, 113, 142},
-                                                                   {33, 144, 141},
-                                                                   {39, 173, 129},
-                                                                   {92, 200, 99},
-                                                                   {170, 220, 50},
-                                                                   {253, 231, 37}}};
+                                                                    {71, 44, 122},
+                                                                    {59, 81, 139},
+                                                                    {44, 113, 142},
+                                                                    {33, 144, 141},
+                                                                    {39, 173, 129},
+                                                                    {92, 200, 99},
+                                                                    {170, 220, 50},
+                                                                    {253, 231, 37}}};
   t = std::clamp(std::isfinite(t) ? t : 0.0, 0.0, 1.0) * (anchors.size() - 1);
   const std::size_t i = std::min<std::size_t>(static_cast<std::size_t>(t), anchors.size() - 2);
   const double f = t - i;
-  auto mix = [&](int c) { return static_cast<std::uint8_t>(std::lround(anchors[i][c] * (1 - f) + anchors[i + 1][c] * f)); };
+  auto mix = [&](int c) {
+    return static_cast<std::uint8_t>(std::lround(anchors[i][c] * (1 - f) + anchors[i + 1][c] * f));
+  };
   return {mix(0), mix(1), mix(2)};
 }
 

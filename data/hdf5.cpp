@@ -44,8 +44,8 @@ Handle link_creation_properties() {
 }
 
 // Objects are created without access/modification times, so that the same content always gives the same bytes
-// (reproducible datasets can then be compared file to file). Intermediate groups are created here for the same
-// reason (the library would create them with times).
+// (reproducible datasets can then be compared file to file). Intermediate groups are created here for the
+// same reason (the library would create them with times).
 void create_parent_groups(hid_t file, const std::string& name) {
   Handle gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
   H5Pset_obj_track_times(gcpl.get(), 0);
@@ -59,17 +59,17 @@ void create_parent_groups(hid_t file, const std::string& name) {
 }  // namespace
 
 void silence_library_errors() {
-  // Per thread: the thread-safe HDF5 build keeps one error stack (and printing setting) per thread, so a writer
-  // thread must silence its own.
+  // Per thread: the thread-safe HDF5 build keeps one error stack (and printing setting) per thread, so a
+  // writer thread must silence its own.
   thread_local bool silenced = false;
   if (!silenced) H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   silenced = true;
 }
 
 namespace {
-// No library clean-up at exit: every file is closed by its Handle, and after a failed close (a full disk) HDF5
-// 1.10's exit handler crashes trying to close the file again. Must run before any other HDF5 call, hence a static
-// initialiser.
+// No library clean-up at exit: every file is closed by its Handle, and after a failed close (a full disk)
+// HDF5 1.10's exit handler crashes trying to close the file again. Must run before any other HDF5 call, hence
+// a static initialiser.
 const bool kNoAtExit = [] {
   H5dont_atexit();
   return true;
@@ -77,15 +77,25 @@ const bool kNoAtExit = [] {
 }  // namespace
 
 template <>
-hid_t memory_type<float>() { return H5T_NATIVE_FLOAT; }
+hid_t memory_type<float>() {
+  return H5T_NATIVE_FLOAT;
+}
 template <>
-hid_t memory_type<double>() { return H5T_NATIVE_DOUBLE; }
+hid_t memory_type<double>() {
+  return H5T_NATIVE_DOUBLE;
+}
 template <>
-hid_t memory_type<std::int32_t>() { return H5T_NATIVE_INT32; }
+hid_t memory_type<std::int32_t>() {
+  return H5T_NATIVE_INT32;
+}
 template <>
-hid_t memory_type<std::int64_t>() { return H5T_NATIVE_INT64; }
+hid_t memory_type<std::int64_t>() {
+  return H5T_NATIVE_INT64;
+}
 template <>
-hid_t memory_type<std::uint8_t>() { return H5T_NATIVE_UINT8; }
+hid_t memory_type<std::uint8_t>() {
+  return H5T_NATIVE_UINT8;
+}
 template <>
 hid_t memory_type<cfloat>() {
   static const hid_t t = make_complex_type(H5T_NATIVE_FLOAT, sizeof(float));
@@ -106,20 +116,25 @@ File::File(const std::string& path, Mode mode) : path_(path) {
   }
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) throw InputError(fmt::format("{}: no such file", path));
-  if (std::filesystem::is_directory(path, ec)) throw InputError(fmt::format("{}: is a folder, not a file", path));
+  if (std::filesystem::is_directory(path, ec))
+    throw InputError(fmt::format("{}: is a folder, not a file", path));
   if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(fmt::format("{}: not an HDF5 file", path));
-  file_ = Handle(H5Fopen(path.c_str(), mode == Mode::Read ? H5F_ACC_RDONLY : H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
+  file_ = Handle(H5Fopen(path.c_str(), mode == Mode::Read ? H5F_ACC_RDONLY : H5F_ACC_RDWR, H5P_DEFAULT),
+                 H5Fclose);
   if (!file_) throw InputError(fmt::format("{}: cannot open the HDF5 file (damaged or locked?)", path));
 }
 
 void File::flush() const {
-  if (H5Fflush(id(), H5F_SCOPE_GLOBAL) < 0) throw InputError(fmt::format("{}: cannot flush (disk full?)", path_));
+  if (H5Fflush(id(), H5F_SCOPE_GLOBAL) < 0)
+    throw InputError(fmt::format("{}: cannot flush (disk full?)", path_));
 }
 
-std::string File::where(const std::string& name) const { return fmt::format("{}: dataset '{}'", path_, name); }
+std::string File::where(const std::string& name) const {
+  return fmt::format("{}: dataset '{}'", path_, name);
+}
 
 bool File::has(const std::string& name) const {
-  if (name == "/" ) return true;
+  if (name == "/") return true;
   // Check each path component so that a missing parent group is not an error.
   std::string partial;
   std::size_t pos = 0;
@@ -146,7 +161,8 @@ bool File::is_dataset(const std::string& name) const {
 }
 
 Handle File::open_dataset(const std::string& name) const {
-  if (!is_dataset(name)) throw InputError(fmt::format("{}: missing (expected a dataset; see docs/formats.md)", where(name)));
+  if (!is_dataset(name))
+    throw InputError(fmt::format("{}: missing (expected a dataset; see docs/formats.md)", where(name)));
   Handle d(H5Dopen2(id(), name.c_str(), H5P_DEFAULT), H5Dclose);
   if (!d) throw InputError(fmt::format("{}: cannot be opened", where(name)));
   return d;
@@ -189,7 +205,8 @@ Array<T> File::read_rows(const std::string& name, hsize_t first, hsize_t count) 
   const H5T_class_t cls = H5Tget_class(type.get());
   if constexpr (is_complex_v<T>) {
     if (!is_complex(name))
-      throw InputError(fmt::format("{}: expected complex values stored as the compound {{r, i}} of floats", where(name)));
+      throw InputError(
+          fmt::format("{}: expected complex values stored as the compound {{r, i}} of floats", where(name)));
   } else {
     if (cls != H5T_FLOAT && cls != H5T_INTEGER)
       throw InputError(fmt::format("{}: expected real numbers, found {}", where(name),
@@ -215,9 +232,10 @@ Array<T> File::read_rows(const std::string& name, hsize_t first, hsize_t count) 
                                     out.dims.empty() ? Dims{1}.data() : out.dims.data(), nullptr),
                    H5Sclose);
   if (!out.data.empty() &&
-      H5Dread(d.get(), memory_type<T>(), mem_space.get(), out.dims.empty() ? H5S_ALL : file_space.get(), H5P_DEFAULT,
-              out.data.data()) < 0)
-    throw InputError(fmt::format("{}: cannot be read as the expected type (damaged file or wrong element type)", where(name)));
+      H5Dread(d.get(), memory_type<T>(), mem_space.get(), out.dims.empty() ? H5S_ALL : file_space.get(),
+              H5P_DEFAULT, out.data.data()) < 0)
+    throw InputError(fmt::format(
+        "{}: cannot be read as the expected type (damaged file or wrong element type)", where(name)));
   return out;
 }
 
@@ -273,7 +291,8 @@ void File::resize_rows(const std::string& name, hsize_t rows) {
   Handle d = open_dataset(name);
   Dims dims = dims_of(d.get());
   dims[0] = rows;
-  if (H5Dset_extent(d.get(), dims.data()) < 0) throw InputError(fmt::format("{}: cannot be resized", where(name)));
+  if (H5Dset_extent(d.get(), dims.data()) < 0)
+    throw InputError(fmt::format("{}: cannot be resized", where(name)));
 }
 
 namespace {
@@ -374,10 +393,10 @@ std::optional<double> File::double_attribute(const std::string& object, const st
   return v;
 }
 
-#define NFMIMO_H5_INSTANTIATE(T)                                                                   \
-  template Array<T> File::read<T>(const std::string&) const;                                       \
-  template Array<T> File::read_rows<T>(const std::string&, hsize_t, hsize_t) const;                \
-  template void File::write<T>(const std::string&, const Dims&, const T*, const WriteOptions&);    \
+#define NFMIMO_H5_INSTANTIATE(T)                                                                \
+  template Array<T> File::read<T>(const std::string&) const;                                    \
+  template Array<T> File::read_rows<T>(const std::string&, hsize_t, hsize_t) const;             \
+  template void File::write<T>(const std::string&, const Dims&, const T*, const WriteOptions&); \
   template void File::append<T>(const std::string&, const T*, hsize_t);
 
 NFMIMO_H5_INSTANTIATE(float)

@@ -57,8 +57,8 @@ struct Array {
 };
 
 struct WriteOptions {
-  Dims chunk;            // empty: contiguous (or automatic for extendable datasets)
-  int gzip_level = 0;    // 0: no compression
+  Dims chunk;               // empty: contiguous (or automatic for extendable datasets)
+  int gzip_level = 0;       // 0: no compression
   bool extendable = false;  // first dimension unlimited (for appending samples)
 };
 

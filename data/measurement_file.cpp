@@ -30,26 +30,29 @@ std::vector<Vec3> read_positions(const h5::File& f, const std::string& name) {
 void check_format(const h5::File& f, const std::string& expected) {
   const auto format = f.string_attribute("/", "nfmimo_format");
   if (!format)
-    throw InputError(fmt::format("{}: not an nfmimo {} file: the root attribute 'nfmimo_format' is missing "
-                                 "(see docs/formats.md)",
-                                 f.path(), expected));
+    throw InputError(
+        fmt::format("{}: not an nfmimo {} file: the root attribute 'nfmimo_format' is missing "
+                    "(see docs/formats.md)",
+                    f.path(), expected));
   if (*format != expected)
     throw InputError(fmt::format("{}: is an nfmimo '{}' file; expected '{}'", f.path(), *format, expected));
   const auto version = f.int_attribute("/", "nfmimo_version");
   if (!version) throw InputError(fmt::format("{}: the root attribute 'nfmimo_version' is missing", f.path()));
   if (*version < 1 || *version > kFormatVersion)
-    throw InputError(fmt::format("{}: format version {} is not supported (this nfmimo reads version {})", f.path(),
-                                 *version, kFormatVersion));
+    throw InputError(fmt::format("{}: format version {} is not supported (this nfmimo reads version {})",
+                                 f.path(), *version, kFormatVersion));
 }
 
 template <class T>
 void check_finite(const std::vector<T>& v, const h5::File& f, const std::string& name) {
   for (std::size_t i = 0; i < v.size(); ++i) {
     if constexpr (std::is_floating_point_v<T>) {
-      if (!std::isfinite(v[i])) throw InputError(fmt::format("{}: element {} is not finite", f.where(name), i));
+      if (!std::isfinite(v[i]))
+        throw InputError(fmt::format("{}: element {} is not finite", f.where(name), i));
     } else {
       if (!std::isfinite(v[i].real()) || !std::isfinite(v[i].imag()))
-        throw InputError(fmt::format("{}: element {} is not finite ({}, {})", f.where(name), i, v[i].real(), v[i].imag()));
+        throw InputError(
+            fmt::format("{}: element {} is not finite ({}, {})", f.where(name), i, v[i].real(), v[i].imag()));
     }
   }
 }
@@ -59,14 +62,16 @@ std::pair<int, bool> measurement_frames(const h5::File& f, const RadarSystem& s)
   const std::string name = "/measurements";
   const h5::Dims d = f.shape(name);
   if (!f.is_complex(name))
-    throw InputError(fmt::format("{}: expected complex values stored as the compound {{r, i}} of floats", f.where(name)));
+    throw InputError(
+        fmt::format("{}: expected complex values stored as the compound {{r, i}} of floats", f.where(name)));
   const std::string expected = fmt::format("[N, K={}, T={}, R={}] (K, T, R from /system)", s.frequencies(),
                                            s.transmitters(), s.receivers());
   if (d.size() != 3 && d.size() != 4)
-    throw InputError(fmt::format("{}: has rank {} (shape {}); expected {} or one frame [K, T, R]", f.where(name),
-                                 d.size(), shape_string(d), expected));
+    throw InputError(fmt::format("{}: has rank {} (shape {}); expected {} or one frame [K, T, R]",
+                                 f.where(name), d.size(), shape_string(d), expected));
   const std::size_t o = d.size() - 3;
-  if (d[o] != hsize_t(s.frequencies()) || d[o + 1] != hsize_t(s.transmitters()) || d[o + 2] != hsize_t(s.receivers()))
+  if (d[o] != hsize_t(s.frequencies()) || d[o + 1] != hsize_t(s.transmitters()) ||
+      d[o + 2] != hsize_t(s.receivers()))
     throw InputError(fmt::format("{}: has shape {}; expected {}", f.where(name), shape_string(d), expected));
   const int n = d.size() == 4 ? static_cast<int>(d[0]) : 1;
   if (n == 0) throw InputError(fmt::format("{}: holds no frames", f.where(name)));
@@ -77,7 +82,8 @@ std::pair<int, bool> measurement_frames(const h5::File& f, const RadarSystem& s)
 
 void write_system(h5::File& file, const RadarSystem& s) {
   file.write("/system/frequencies", s.sweep.frequencies());
-  for (auto [name, pos] : {std::pair{"/system/tx_positions", &s.array.tx()}, std::pair{"/system/rx_positions", &s.array.rx()}}) {
+  for (auto [name, pos] :
+       {std::pair{"/system/tx_positions", &s.array.tx()}, std::pair{"/system/rx_positions", &s.array.rx()}}) {
     std::vector<double> flat;
     for (const Vec3& p : *pos) flat.insert(flat.end(), {p.x, p.y, p.z});
     file.write<double>(name, h5::Dims{pos->size(), 3}, flat.data());
@@ -89,10 +95,11 @@ void write_system(h5::File& file, const RadarSystem& s) {
 RadarSystem read_system(const h5::File& f) {
   const auto freq = f.read<double>("/system/frequencies");
   if (freq.dims.size() != 1)
-    throw InputError(fmt::format("{}: has shape {}; expected [K] frequencies in Hz", f.where("/system/frequencies"),
-                                 shape_string(freq.dims)));
-  RadarSystem s{ArrayGeometry(read_positions(f, "/system/tx_positions"), read_positions(f, "/system/rx_positions")),
-                FrequencySweep(freq.data)};
+    throw InputError(fmt::format("{}: has shape {}; expected [K] frequencies in Hz",
+                                 f.where("/system/frequencies"), shape_string(freq.dims)));
+  RadarSystem s{
+      ArrayGeometry(read_positions(f, "/system/tx_positions"), read_positions(f, "/system/rx_positions")),
+      FrequencySweep(freq.data)};
   validate_system(s, f.path() + ": /system");
   return s;
 }
@@ -110,7 +117,8 @@ std::optional<ImagingGrid> read_grid(const h5::File& f) {
   auto axis = [&](const char* name) {
     const auto a = f.read<double>(name);
     if (a.dims.size() != 1)
-      throw InputError(fmt::format("{}: has shape {}; expected a 1-D axis in metres", f.where(name), shape_string(a.dims)));
+      throw InputError(fmt::format("{}: has shape {}; expected a 1-D axis in metres", f.where(name),
+                                   shape_string(a.dims)));
     return Axis::from_values(a.data, f.where(name));
   };
   return ImagingGrid(axis("/grid/x"), axis("/grid/y"), axis("/grid/z"));
@@ -145,7 +153,8 @@ MeasurementSet read_measurements(const std::string& path, const MeasurementReadO
     const h5::Dims d = f.shape("/targets");
     const h5::Dims expected = {hsize_t(m.frames), hsize_t(m.grid->x().size), hsize_t(m.grid->y().size),
                                hsize_t(m.grid->z().size)};
-    if (d != expected && !(m.single_frame && d.size() == 3 && std::equal(d.begin(), d.end(), expected.begin() + 1)))
+    if (d != expected &&
+        !(m.single_frame && d.size() == 3 && std::equal(d.begin(), d.end(), expected.begin() + 1)))
       throw InputError(fmt::format("{}: has shape {}; expected {} (N from /measurements, sizes from /grid)",
                                    f.where("/targets"), shape_string(d), shape_string(expected)));
     m.targets = f.read<cfloat>("/targets").data;
@@ -161,10 +170,12 @@ MeasurementSet read_measurements(const std::string& path, const MeasurementReadO
   return m;
 }
 
-void write_measurements(const std::string& path, const MeasurementSet& m, const MeasurementWriteOptions& options) {
+void write_measurements(const std::string& path, const MeasurementSet& m,
+                        const MeasurementWriteOptions& options) {
   const RadarSystem& s = m.system;
   require(m.measurements.size() == s.samples_per_frame() * m.frames,
-          fmt::format("{}: internal error: {} measurement samples for {} frames", path, m.measurements.size(), m.frames));
+          fmt::format("{}: internal error: {} measurement samples for {} frames", path, m.measurements.size(),
+                      m.frames));
   AtomicOutput out(path, options.overwrite);
   {
     h5::File f(out.temporary_path(), h5::File::Mode::Create);
@@ -172,7 +183,8 @@ void write_measurements(const std::string& path, const MeasurementSet& m, const 
     f.set_attribute("/", "nfmimo_version", static_cast<long long>(kFormatVersion));
     write_system(f, s);
     if (m.grid) write_grid(f, *m.grid);
-    h5::Dims dims = {hsize_t(m.frames), hsize_t(s.frequencies()), hsize_t(s.transmitters()), hsize_t(s.receivers())};
+    h5::Dims dims = {hsize_t(m.frames), hsize_t(s.frequencies()), hsize_t(s.transmitters()),
+                     hsize_t(s.receivers())};
     if (m.single_frame) dims.erase(dims.begin());
     h5::WriteOptions wo;
     wo.gzip_level = options.gzip_level;
@@ -211,8 +223,9 @@ void write_volumes(const std::string& path, const VolumeSet& v, bool overwrite) 
     else
       f.write<cfloat>("/volumes", dims, v.complex.data());
     f.set_attribute("/volumes", "index_order", std::string("N, x, y, z (z fastest)"));
-    f.set_attribute("/volumes", "units", std::string(v.complex.empty() ? "reflectivity magnitude (arbitrary units)"
-                                                                       : "complex reflectivity (arbitrary units)"));
+    f.set_attribute("/volumes", "units",
+                    std::string(v.complex.empty() ? "reflectivity magnitude (arbitrary units)"
+                                                  : "complex reflectivity (arbitrary units)"));
     f.set_attribute("/", "method", v.method);
     f.set_attribute("/", "source", v.source);
     f.set_attribute("/", "device", v.device);

@@ -1,9 +1,9 @@
 // Measurement files and volume files (schema: docs/formats.md).
 //
 // Measurement file: root attributes nfmimo_format = "measurements", nfmimo_version = 1;
-//   /system/frequencies float64 [K] Hz, /system/tx_positions float64 [T,3] m, /system/rx_positions float64 [R,3] m,
-//   /measurements complex {r,i} float32 [N,K,T,R] (or [K,T,R] for one frame);
-//   optional /grid/x,y,z float64 m, /targets complex [N,nx,ny,nz], /snr_db float32 [N].
+//   /system/frequencies float64 [K] Hz, /system/tx_positions float64 [T,3] m, /system/rx_positions float64
+//   [R,3] m, /measurements complex {r,i} float32 [N,K,T,R] (or [K,T,R] for one frame); optional /grid/x,y,z
+//   float64 m, /targets complex [N,nx,ny,nz], /snr_db float32 [N].
 // Volume file: nfmimo_format = "volumes"; /grid/x,y,z; /volumes float32 [N,nx,ny,nz] (magnitude) or complex;
 //   attributes method, source, device.
 #pragma once
@@ -34,9 +34,9 @@ struct MeasurementReadOptions {
   bool load_targets = true;
 };
 
-// Reads and validates a measurement file. Every problem is an InputError naming the file, the dataset and what
-// is wrong: missing or misnamed datasets, wrong rank or shape, K/T/R disagreeing with /system, non-finite values,
-// non-positive frequencies, a grid point on an antenna.
+// Reads and validates a measurement file. Every problem is an InputError naming the file, the dataset and
+// what is wrong: missing or misnamed datasets, wrong rank or shape, K/T/R disagreeing with /system,
+// non-finite values, non-positive frequencies, a grid point on an antenna.
 MeasurementSet read_measurements(const std::string& path, const MeasurementReadOptions& options = {});
 
 // Reads only /system and /grid (and N) for quick checks and `info`.
@@ -54,7 +54,8 @@ struct MeasurementWriteOptions {
   int gzip_level = 0;
 };
 // Writes atomically (temporary name, then rename).
-void write_measurements(const std::string& path, const MeasurementSet& set, const MeasurementWriteOptions& options = {});
+void write_measurements(const std::string& path, const MeasurementSet& set,
+                        const MeasurementWriteOptions& options = {});
 
 struct VolumeSet {
   ImagingGrid grid;

@@ -39,8 +39,8 @@ std::string tick_label(double v) {
 }
 
 // Draws a 2-D map [nh][nv] (h index slow) with h increasing to the right and v increasing upwards.
-void draw_map(Canvas& c, int x0, int y0, int w, int h, const std::vector<float>& map, int nh, int nv, float peak,
-              double range_db) {
+void draw_map(Canvas& c, int x0, int y0, int w, int h, const std::vector<float>& map, int nh, int nv,
+              float peak, double range_db) {
   for (int py = 0; py < h; ++py)
     for (int px = 0; px < w; ++px) {
       const int ih = std::min(nh - 1, px * nh / w);
@@ -78,7 +78,8 @@ void draw_axis_v(Canvas& c, int x, int y0, int h, Span s, const std::string& nam
 
 Projections max_intensity_projections(const ImagingGrid& g, const float* v) {
   const int nx = g.x().size, ny = g.y().size, nz = g.z().size;
-  Projections p{std::vector<float>(std::size_t(nx) * ny, 0.0f), std::vector<float>(std::size_t(ny) * nz, 0.0f)};
+  Projections p{std::vector<float>(std::size_t(nx) * ny, 0.0f),
+                std::vector<float>(std::size_t(ny) * nz, 0.0f)};
   for (int ix = 0; ix < nx; ++ix)
     for (int iy = 0; iy < ny; ++iy)
       for (int iz = 0; iz < nz; ++iz) {
@@ -91,8 +92,9 @@ Projections max_intensity_projections(const ImagingGrid& g, const float* v) {
   return p;
 }
 
-void write_projection_png(const std::string& path, const ImagingGrid& g, const std::vector<std::vector<FigureCell>>& rows,
-                          const FigureOptions& o, bool overwrite) {
+void write_projection_png(const std::string& path, const ImagingGrid& g,
+                          const std::vector<std::vector<FigureCell>>& rows, const FigureOptions& o,
+                          bool overwrite) {
   require(!rows.empty() && !rows.front().empty(), "a projection figure needs at least one volume");
   require(o.dynamic_range_db > 0, "the dynamic range of a projection figure must be positive");
   const Span sx = span_of(g.x()), sy = span_of(g.y()), sz = span_of(g.z());
@@ -115,7 +117,8 @@ void write_projection_png(const std::string& path, const ImagingGrid& g, const s
   for (std::size_t r = 0; r < rows.size(); ++r)
     for (std::size_t col = 0; col < rows[r].size(); ++col) {
       const FigureCell& cell = rows[r][col];
-      const int x0 = static_cast<int>(col) * cell_w + margin_left, y0 = header + static_cast<int>(r) * cell_h + title_h;
+      const int x0 = static_cast<int>(col) * cell_w + margin_left,
+                y0 = header + static_cast<int>(r) * cell_h + title_h;
       const Projections p = max_intensity_projections(g, cell.volume);
       const float peak = *std::max_element(p.top.begin(), p.top.end());
       c.text(x0, y0 - 30, cell.title, kBlack);
@@ -159,22 +162,25 @@ void write_vti(const std::string& path, const ImagingGrid& g, const std::vector<
     if (!f) throw InputError(fmt::format("{}: cannot write the VTK file", path));
     f << "<?xml version=\"1.0\"?>\n"
       << "<VTKFile type=\"ImageData\" version=\"1.0\" byte_order=\"LittleEndian\" header_type=\"UInt64\">\n"
-      << fmt::format("  <ImageData WholeExtent=\"0 {} 0 {} 0 {}\" Origin=\"{:.17g} {:.17g} {:.17g}\" "
-                     "Spacing=\"{:.17g} {:.17g} {:.17g}\">\n",
-                     nx - 1, ny - 1, nz - 1, g.x().start, g.y().start, g.z().start, nx > 1 ? g.x().step : 1.0,
-                     ny > 1 ? g.y().step : 1.0, nz > 1 ? g.z().step : 1.0)
+      << fmt::format(
+             "  <ImageData WholeExtent=\"0 {} 0 {} 0 {}\" Origin=\"{:.17g} {:.17g} {:.17g}\" "
+             "Spacing=\"{:.17g} {:.17g} {:.17g}\">\n",
+             nx - 1, ny - 1, nz - 1, g.x().start, g.y().start, g.z().start, nx > 1 ? g.x().step : 1.0,
+             ny > 1 ? g.y().step : 1.0, nz > 1 ? g.z().step : 1.0)
       << fmt::format("    <Piece Extent=\"0 {} 0 {} 0 {}\">\n", nx - 1, ny - 1, nz - 1)
       << fmt::format("      <PointData Scalars=\"{}\">\n", frames.size() == 1 ? name : name + "_0");
     for (std::size_t i = 0; i < frames.size(); ++i)
-      f << fmt::format("        <DataArray type=\"Float32\" Name=\"{}\" format=\"appended\" offset=\"{}\"/>\n",
-                       frames.size() == 1 ? name : fmt::format("{}_{}", name, i), i * (bytes + 8));
+      f << fmt::format(
+          "        <DataArray type=\"Float32\" Name=\"{}\" format=\"appended\" offset=\"{}\"/>\n",
+          frames.size() == 1 ? name : fmt::format("{}_{}", name, i), i * (bytes + 8));
     f << "      </PointData>\n    </Piece>\n  </ImageData>\n  <AppendedData encoding=\"raw\">\n   _";
     // VTK orders points with x fastest; our volumes have z fastest.
     std::vector<float> buffer(std::size_t(nx) * ny * nz);
     for (const float* v : frames) {
       for (int iz = 0; iz < nz; ++iz)
         for (int iy = 0; iy < ny; ++iy)
-          for (int ix = 0; ix < nx; ++ix) buffer[(std::size_t(iz) * ny + iy) * nx + ix] = v[g.index(ix, iy, iz)];
+          for (int ix = 0; ix < nx; ++ix)
+            buffer[(std::size_t(iz) * ny + iy) * nx + ix] = v[g.index(ix, iy, iz)];
       f.write(reinterpret_cast<const char*>(&bytes), sizeof bytes);
       f.write(reinterpret_cast<const char*>(buffer.data()), static_cast<std::streamsize>(bytes));
     }

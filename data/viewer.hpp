@@ -27,8 +27,8 @@ struct FigureOptions {
   int panel_pixels = 240;        // size of the larger panel side
 };
 
-// Writes a figure with one row per entry of `rows` and one column per cell; each cell is normalised to its own
-// maximum and shown in dB (20 log10 |v| / max), with axes in metres and a colour bar. Written atomically.
+// Writes a figure with one row per entry of `rows` and one column per cell; each cell is normalised to its
+// own maximum and shown in dB (20 log10 |v| / max), with axes in metres and a colour bar. Written atomically.
 void write_projection_png(const std::string& path, const ImagingGrid& grid,
                           const std::vector<std::vector<FigureCell>>& rows, const FigureOptions& options,
                           bool overwrite = true);

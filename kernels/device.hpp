@@ -1,5 +1,5 @@
-// Which device runs the work. Compiles without nvcc and without CUDA headers; counting devices never throws, and
-// a binary built with CUDA starts and runs on the CPU on a machine without a GPU or an NVIDIA driver.
+// Which device runs the work. Compiles without nvcc and without CUDA headers; counting devices never throws,
+// and a binary built with CUDA starts and runs on the CPU on a machine without a GPU or an NVIDIA driver.
 #pragma once
 
 #include <cstddef>
@@ -26,7 +26,8 @@ struct GpuInfo {
   double memory_bandwidth_gbs = 0;  // from the memory clock and bus width (theoretical)
 };
 std::optional<GpuInfo> gpu_info(int device = 0);
-// Why CUDA is unavailable, for messages ("built without CUDA", "no NVIDIA driver", ...); empty when available.
+// Why CUDA is unavailable, for messages ("built without CUDA", "no NVIDIA driver", ...); empty when
+// available.
 std::string cuda_unavailable_reason();
 
 // Auto -> Cuda when a GPU is present, else Cpu. Cuda without a usable GPU is an InputError with the reason.

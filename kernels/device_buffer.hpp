@@ -18,7 +18,8 @@ class DeviceBuffer {
   explicit DeviceBuffer(std::size_t count) { allocate(count); }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  DeviceBuffer(DeviceBuffer&& o) noexcept : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  DeviceBuffer(DeviceBuffer&& o) noexcept
+      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
   DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
     if (this != &o) {
       release();
@@ -51,10 +52,12 @@ class DeviceBuffer {
   std::size_t bytes() const { return size_ * sizeof(T); }
 
   void upload(const T* host, std::size_t count, cudaStream_t stream, std::size_t offset = 0) {
-    NFMIMO_CUDA_CHECK(cudaMemcpyAsync(data_ + offset, host, count * sizeof(T), cudaMemcpyHostToDevice, stream));
+    NFMIMO_CUDA_CHECK(
+        cudaMemcpyAsync(data_ + offset, host, count * sizeof(T), cudaMemcpyHostToDevice, stream));
   }
   void download(T* host, std::size_t count, cudaStream_t stream, std::size_t offset = 0) const {
-    NFMIMO_CUDA_CHECK(cudaMemcpyAsync(host, data_ + offset, count * sizeof(T), cudaMemcpyDeviceToHost, stream));
+    NFMIMO_CUDA_CHECK(
+        cudaMemcpyAsync(host, data_ + offset, count * sizeof(T), cudaMemcpyDeviceToHost, stream));
   }
   void zero(cudaStream_t stream) {
     if (data_) NFMIMO_CUDA_CHECK(cudaMemsetAsync(data_, 0, bytes(), stream));
@@ -69,7 +72,9 @@ class DeviceBuffer {
 class CudaStream {
  public:
   CudaStream() { NFMIMO_CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }
-  ~CudaStream() { if (s_) NFMIMO_CUDA_LOG(cudaStreamDestroy(s_)); }
+  ~CudaStream() {
+    if (s_) NFMIMO_CUDA_LOG(cudaStreamDestroy(s_));
+  }
   CudaStream(const CudaStream&) = delete;
   CudaStream& operator=(const CudaStream&) = delete;
   cudaStream_t get() const { return s_; }
@@ -82,7 +87,9 @@ class CudaStream {
 class CudaEvent {
  public:
   CudaEvent() { NFMIMO_CUDA_CHECK(cudaEventCreate(&e_)); }
-  ~CudaEvent() { if (e_) NFMIMO_CUDA_LOG(cudaEventDestroy(e_)); }
+  ~CudaEvent() {
+    if (e_) NFMIMO_CUDA_LOG(cudaEventDestroy(e_));
+  }
   CudaEvent(const CudaEvent&) = delete;
   CudaEvent& operator=(const CudaEvent&) = delete;
   cudaEvent_t get() const { return e_; }

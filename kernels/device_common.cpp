@@ -14,9 +14,12 @@ DeviceKind parse_device(const std::string& name) {
 
 std::string to_string(DeviceKind kind) {
   switch (kind) {
-    case DeviceKind::Auto: return "auto";
-    case DeviceKind::Cpu: return "cpu";
-    case DeviceKind::Cuda: return "cuda";
+    case DeviceKind::Auto:
+      return "auto";
+    case DeviceKind::Cpu:
+      return "cpu";
+    case DeviceKind::Cuda:
+      return "cuda";
   }
   return "unknown";
 }
@@ -25,7 +28,8 @@ DeviceKind resolve_device(DeviceKind requested) {
   if (requested == DeviceKind::Cpu) return DeviceKind::Cpu;
   const bool available = cuda_device_count() > 0;
   if (requested == DeviceKind::Auto) return available ? DeviceKind::Cuda : DeviceKind::Cpu;
-  if (!available) throw InputError(fmt::format("--device cuda was asked for, but {}", cuda_unavailable_reason()));
+  if (!available)
+    throw InputError(fmt::format("--device cuda was asked for, but {}", cuda_unavailable_reason()));
   return DeviceKind::Cuda;
 }
 

@@ -45,39 +45,43 @@ struct Geometry {
 };
 
 // One thread per (antenna, voxel): ranges in double, the three methods' gains in float.
-__global__ void setup_geometry_kernel(const double3* antennas, int T, int A, double3 origin, double3 step, int ny,
-                                      int nz, int V, double* range, float2* gain) {
+__global__ void setup_geometry_kernel(const double3* antennas, int T, int A, double3 origin, double3 step,
+                                      int ny, int nz, int V, double* range, float2* gain) {
   const long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
   if (i >= static_cast<long long>(A) * V) return;
   const int a = static_cast<int>(i / V), v = static_cast<int>(i % V);
   const int iz = v % nz, iy = (v / nz) % ny, ix = v / (nz * ny);
   const double3 p = antennas[a];
-  const double dx = origin.x + ix * step.x - p.x, dy = origin.y + iy * step.y - p.y, dz = origin.z + iz * step.z - p.z;
+  const double dx = origin.x + ix * step.x - p.x, dy = origin.y + iy * step.y - p.y,
+               dz = origin.z + iz * step.z - p.z;
   const double R = sqrt(dx * dx + dy * dy + dz * dz);
   range[i] = R;
   for (int m = 0; m < kMethods; ++m) {
     const SideGain g = side_gain(static_cast<Method>(m), a < T, R, dz);
-    gain[static_cast<long long>(m) * A * V + i] = make_float2(static_cast<float>(g.c0), static_cast<float>(g.c1));
+    gain[static_cast<long long>(m) * A * V + i] =
+        make_float2(static_cast<float>(g.c0), static_cast<float>(g.c1));
   }
 }
 
 // Imaging weight of one antenna at one frequency: (c0 + j kappa c1) exp(j kappa R).
-__device__ __forceinline__ float2 antenna_weight(const Geometry& g, const float2* gain, int a, int v, double kappa) {
+__device__ __forceinline__ float2 antenna_weight(const Geometry& g, const float2* gain, int a, int v,
+                                                 double kappa) {
   const float2 c = gain[static_cast<long long>(a) * g.V + v];
   const float2 e = unit_phasor(kappa, g.range[static_cast<long long>(a) * g.V + v]);
   return cmul(make_float2(c.x, static_cast<float>(kappa) * c.y), e);
 }
 
-// Exact imaging x[n, v] = sum_k sum_t w_t sum_r w_r y[n, k, t, r]: one thread per voxel, NB samples per thread.
-// The y tile of one frequency sits in shared memory (read as broadcasts); each thread keeps its receiver weights
-// in its own shared-memory column ([R][blockDim], conflict-free).
+// Exact imaging x[n, v] = sum_k sum_t w_t sum_r w_r y[n, k, t, r]: one thread per voxel, NB samples per
+// thread. The y tile of one frequency sits in shared memory (read as broadcasts); each thread keeps its
+// receiver weights in its own shared-memory column ([R][blockDim], conflict-free).
 template <int NB>
-__global__ void __launch_bounds__(kThreads) image_exact_kernel(Geometry g, int method, const float2* __restrict__ y,
-                                                                float2* __restrict__ x, int batch) {
+__global__ void __launch_bounds__(kThreads)
+    image_exact_kernel(Geometry g, int method, const float2* __restrict__ y, float2* __restrict__ x,
+                       int batch) {
   extern __shared__ float2 smem[];
   const int TR = g.T * g.R;
-  float2* ys = smem;                 // [NB][T*R]
-  float2* wr = smem + NB * TR;       // [R][kThreads]
+  float2* ys = smem;            // [NB][T*R]
+  float2* wr = smem + NB * TR;  // [R][kThreads]
   const int tid = threadIdx.x;
   const int v = blockIdx.x * kThreads + tid;
   const int vv = min(v, g.V - 1);
@@ -91,7 +95,8 @@ __global__ void __launch_bounds__(kThreads) image_exact_kernel(Geometry g, int m
     __syncthreads();
     for (int i = tid; i < NB * TR; i += kThreads) {
       const int j = i / TR, n = n0 + j;
-      ys[i] = n < batch ? y[(static_cast<long long>(n) * g.K + k) * TR + (i - j * TR)] : make_float2(0.f, 0.f);
+      ys[i] =
+          n < batch ? y[(static_cast<long long>(n) * g.K + k) * TR + (i - j * TR)] : make_float2(0.f, 0.f);
     }
     __syncthreads();
     const double kappa = g.kappa[k];
@@ -118,13 +123,13 @@ __global__ void __launch_bounds__(kThreads) image_exact_kernel(Geometry g, int m
 }
 
 // Forward y[n, k, t, r] = sum_v conj(w_t w_r) x[n, v] (adjoint weights). Block = (voxel chunk, frequency,
-// pair group x sample tile); thread = one (t, r) pair. Each step stages kForwardVoxels voxels' antenna phasors and
-// samples in shared memory; partial sums per chunk go to `partial` and are reduced by forward_reduce_kernel
-// (deterministic order, no atomics).
+// pair group x sample tile); thread = one (t, r) pair. Each step stages kForwardVoxels voxels' antenna
+// phasors and samples in shared memory; partial sums per chunk go to `partial` and are reduced by
+// forward_reduce_kernel (deterministic order, no atomics).
 template <int NB>
-__global__ void __launch_bounds__(kThreads) forward_kernel(Geometry g, const float2* __restrict__ x,
-                                                            float2* __restrict__ partial, int batch, int chunk_voxels,
-                                                            int pair_groups) {
+__global__ void __launch_bounds__(kThreads)
+    forward_kernel(Geometry g, const float2* __restrict__ x, float2* __restrict__ partial, int batch,
+                   int chunk_voxels, int pair_groups) {
   extern __shared__ float2 smem[];
   constexpr int S = kForwardVoxels + 1;  // padded stride: receivers of one warp hit different banks
   const int A = g.T + g.R, TR = g.T * g.R;
@@ -149,7 +154,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(Geometry g, const flo
     int nonzero = 0;
     for (int i = tid; i < NB * kForwardVoxels; i += kThreads) {
       const int j = i / kForwardVoxels, v = v0 + i % kForwardVoxels, n = n0 + j;
-      const float2 xv = (n < batch && v < v_end) ? x[static_cast<long long>(n) * g.V + v] : make_float2(0.f, 0.f);
+      const float2 xv =
+          (n < batch && v < v_end) ? x[static_cast<long long>(n) * g.V + v] : make_float2(0.f, 0.f);
       xs[i] = xv;
       nonzero |= (xv.x != 0.f) | (xv.y != 0.f);
     }
@@ -198,9 +204,10 @@ __global__ void forward_reduce_kernel(const float2* __restrict__ partial, float2
   y[i] = s;
 }
 
-// Fast mode step 1: place y[n, k, t, r] at profile index (k - kc) mod M of signal (n, t, r); the rest is zero.
-__global__ void fast_scatter_kernel(const float2* __restrict__ y, float2* __restrict__ profiles, int batch, int K,
-                                    int TR, int M, int kc) {
+// Fast mode step 1: place y[n, k, t, r] at profile index (k - kc) mod M of signal (n, t, r); the rest is
+// zero.
+__global__ void fast_scatter_kernel(const float2* __restrict__ y, float2* __restrict__ profiles, int batch,
+                                    int K, int TR, int M, int kc) {
   const long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;
   if (i >= static_cast<long long>(batch) * K * TR) return;
   const int tr = static_cast<int>(i % TR);
@@ -210,12 +217,12 @@ __global__ void fast_scatter_kernel(const float2* __restrict__ y, float2* __rest
   profiles[(n * TR + tr) * M + m] = y[i];
 }
 
-// Fast mode step 3: per voxel, interpolate each pair's range profile at Rt + Rr (cubic Lagrange) and weight it by
-// the gains at the centre frequency.
+// Fast mode step 3: per voxel, interpolate each pair's range profile at Rt + Rr (cubic Lagrange) and weight
+// it by the gains at the centre frequency.
 template <int NB>
-__global__ void __launch_bounds__(kThreads) fast_gather_kernel(Geometry g, int method, const float2* __restrict__ profiles,
-                                                                float2* __restrict__ x, int batch, int M, double kappa_c,
-                                                                double samples_per_metre) {
+__global__ void __launch_bounds__(kThreads)
+    fast_gather_kernel(Geometry g, int method, const float2* __restrict__ profiles, float2* __restrict__ x,
+                       int batch, int M, double kappa_c, double samples_per_metre) {
   extern __shared__ float2 smem[];
   float2* wr = smem;  // [R][kThreads]
   const int tid = threadIdx.x, TR = g.T * g.R;
@@ -237,7 +244,8 @@ __global__ void __launch_bounds__(kThreads) fast_gather_kernel(Geometry g, int m
       float w[4];
       cubic_lagrange_weights(static_cast<float>(u - i0), w);
       const float2 ab = cmul(wt, wr[r * kThreads + tid]);
-      const int m0 = (i0 + M - 1) & (M - 1), m1 = i0 & (M - 1), m2 = (i0 + 1) & (M - 1), m3 = (i0 + 2) & (M - 1);
+      const int m0 = (i0 + M - 1) & (M - 1), m1 = i0 & (M - 1), m2 = (i0 + 1) & (M - 1),
+                m3 = (i0 + 2) & (M - 1);
 #pragma unroll
       for (int j = 0; j < NB; ++j) {
         if (j < nb) {
@@ -290,7 +298,8 @@ struct GpuImagingPlan::Impl {
   }
 };
 
-GpuImagingPlan::GpuImagingPlan(const RadarSystem& system, const ImagingGrid& grid, int max_batch, int fast_oversampling)
+GpuImagingPlan::GpuImagingPlan(const RadarSystem& system, const ImagingGrid& grid, int max_batch,
+                               int fast_oversampling)
     : impl_(std::make_unique<Impl>(system, grid)) {
   resolve_device(DeviceKind::Cuda);  // a clear InputError when no GPU is usable
   require(max_batch >= 1, detail::concat("the GPU plan's batch size must be positive (got ", max_batch, ")"));
@@ -307,11 +316,13 @@ GpuImagingPlan::GpuImagingPlan(const RadarSystem& system, const ImagingGrid& gri
   const int TR = p.T * p.R;
   // The exact kernel keeps one frequency's measurements of NB samples in shared memory (at most ~200 KB).
   require(std::size_t(TR) * sizeof(float2) + std::size_t(p.R) * kThreads * sizeof(float2) <= 200 * 1024,
-          detail::concat("the array (", p.T, " TX x ", p.R, " RX) is too large for the GPU exact kernel's shared-memory tile"));
+          detail::concat("the array (", p.T, " TX x ", p.R,
+                         " RX) is too large for the GPU exact kernel's shared-memory tile"));
 
   // The forward kernel stages every antenna's phasors for 64 voxels in shared memory (at most ~200 KB).
   require((std::size_t(p.A) * (kForwardVoxels + 1) + 4 * kForwardVoxels) * sizeof(float2) <= 200 * 1024,
-          detail::concat("the array (", p.A, " antennas) is too large for the GPU forward kernel's shared-memory tile"));
+          detail::concat("the array (", p.A,
+                         " antennas) is too large for the GPU forward kernel's shared-memory tile"));
 
   // Geometry tables.
   std::vector<double3> antennas(p.A);
@@ -331,8 +342,8 @@ GpuImagingPlan::GpuImagingPlan(const RadarSystem& system, const ImagingGrid& gri
   const long long n = static_cast<long long>(p.A) * p.V;
   setup_geometry_kernel<<<blocks_for(n, 256), 256, 0, stream.get()>>>(
       d_antennas.data(), p.T, p.A, make_double3(grid.x().start, grid.y().start, grid.z().start),
-      make_double3(grid.x().step, grid.y().step, grid.z().step), grid.y().size, grid.z().size, p.V, p.range.data(),
-      p.gain.data());
+      make_double3(grid.x().step, grid.y().step, grid.z().step), grid.y().size, grid.z().size, p.V,
+      p.range.data(), p.gain.data());
   NFMIMO_CUDA_CHECK_LAUNCH();
 
   // Forward: enough voxel chunks for about two waves of blocks at batch 1, at most 32.
@@ -353,7 +364,8 @@ GpuImagingPlan::GpuImagingPlan(const RadarSystem& system, const ImagingGrid& gri
       p.fft_plans.push_back(plan);
       NFMIMO_CUFFT_CHECK(cufftSetAutoAllocation(plan, 0));
       std::size_t size = 0;
-      NFMIMO_CUFFT_CHECK(cufftMakePlanMany(plan, 1, &M, nullptr, 1, M, nullptr, 1, M, CUFFT_C2C, b * TR, &size));
+      NFMIMO_CUFFT_CHECK(
+          cufftMakePlanMany(plan, 1, &M, nullptr, 1, M, nullptr, 1, M, CUFFT_C2C, b * TR, &size));
       workspace = std::max(workspace, size);
     }
     p.fft_workspace.allocate(std::max<std::size_t>(workspace, 1));
@@ -379,11 +391,13 @@ void GpuImagingPlan::forward(const cfloat* d_x, cfloat* d_y, int batch, GpuStrea
   auto launch = [&](auto nb) {
     constexpr int NB = decltype(nb)::value;
     const dim3 grid(p.forward_chunks, p.K, groups * ((batch + NB - 1) / NB));
-    const std::size_t shared = (std::size_t(p.A) * (kForwardVoxels + 1) + NB * kForwardVoxels) * sizeof(float2);
+    const std::size_t shared =
+        (std::size_t(p.A) * (kForwardVoxels + 1) + NB * kForwardVoxels) * sizeof(float2);
     if (shared > 48 * 1024)
       NFMIMO_CUDA_CHECK(cudaFuncSetAttribute(forward_kernel<NB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              static_cast<int>(shared)));
-    forward_kernel<NB><<<grid, kThreads, shared, stream>>>(p.geometry(), x, partial, batch, p.forward_chunk_voxels, groups);
+    forward_kernel<NB>
+        <<<grid, kThreads, shared, stream>>>(p.geometry(), x, partial, batch, p.forward_chunk_voxels, groups);
   };
   if (batch == 1)
     launch(std::integral_constant<int, 1>{});
@@ -391,8 +405,8 @@ void GpuImagingPlan::forward(const cfloat* d_x, cfloat* d_y, int batch, GpuStrea
     launch(std::integral_constant<int, 4>{});
   NFMIMO_CUDA_CHECK_LAUNCH();
   const long long per_chunk = static_cast<long long>(batch) * p.K * TR;
-  forward_reduce_kernel<<<blocks_for(per_chunk, 256), 256, 0, stream>>>(partial, reinterpret_cast<float2*>(d_y),
-                                                                       p.forward_chunks, per_chunk);
+  forward_reduce_kernel<<<blocks_for(per_chunk, 256), 256, 0, stream>>>(
+      partial, reinterpret_cast<float2*>(d_y), p.forward_chunks, per_chunk);
   NFMIMO_CUDA_CHECK_LAUNCH();
 }
 
@@ -410,9 +424,10 @@ void GpuImagingPlan::image(Method method, ImagingMode mode, const cfloat* d_y, c
       const dim3 grid(blocks_for(p.V, kThreads), (batch + NB - 1) / NB);
       const std::size_t shared = (std::size_t(NB) * TR + std::size_t(p.R) * kThreads) * sizeof(float2);
       if (shared > 48 * 1024)
-        NFMIMO_CUDA_CHECK(cudaFuncSetAttribute(image_exact_kernel<NB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               static_cast<int>(shared)));
-      image_exact_kernel<NB><<<grid, kThreads, shared, stream>>>(p.geometry(), static_cast<int>(method), y, x, batch);
+        NFMIMO_CUDA_CHECK(cudaFuncSetAttribute(
+            image_exact_kernel<NB>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
+      image_exact_kernel<NB>
+          <<<grid, kThreads, shared, stream>>>(p.geometry(), static_cast<int>(method), y, x, batch);
     };
     // Eight samples per thread amortise the phasors; fewer when the tile would not fit or the batch is small.
     const std::size_t tile8 = (std::size_t(8) * TR + std::size_t(p.R) * kThreads) * sizeof(float2);
@@ -432,7 +447,8 @@ void GpuImagingPlan::image(Method method, ImagingMode mode, const cfloat* d_y, c
   auto* profiles = const_cast<float2*>(p.profiles.data());
   NFMIMO_CUDA_CHECK(cudaMemsetAsync(profiles, 0, std::size_t(batch) * TR * M * sizeof(float2), stream));
   const long long count = static_cast<long long>(batch) * p.K * TR;
-  fast_scatter_kernel<<<blocks_for(count, 256), 256, 0, stream>>>(y, profiles, batch, p.K, TR, M, p.fast.center_index);
+  fast_scatter_kernel<<<blocks_for(count, 256), 256, 0, stream>>>(y, profiles, batch, p.K, TR, M,
+                                                                  p.fast.center_index);
   NFMIMO_CUDA_CHECK_LAUNCH();
   // Unnormalised inverse FFT = sum_k Y_k exp(+j 2 pi k m / M), batch decomposed into power-of-two pieces.
   int done = 0;
@@ -450,11 +466,11 @@ void GpuImagingPlan::image(Method method, ImagingMode mode, const cfloat* d_y, c
     const dim3 grid(blocks_for(p.V, kThreads), (batch + NB - 1) / NB);
     const std::size_t shared = std::size_t(p.R) * kThreads * sizeof(float2);
     if (shared > 48 * 1024)
-      NFMIMO_CUDA_CHECK(cudaFuncSetAttribute(fast_gather_kernel<NB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             static_cast<int>(shared)));
-    fast_gather_kernel<NB><<<grid, kThreads, shared, stream>>>(p.geometry(), static_cast<int>(method), profiles, x,
-                                                               batch, M, p.fast.center_wavenumber,
-                                                               p.fast.samples_per_metre);
+      NFMIMO_CUDA_CHECK(cudaFuncSetAttribute(
+          fast_gather_kernel<NB>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
+    fast_gather_kernel<NB>
+        <<<grid, kThreads, shared, stream>>>(p.geometry(), static_cast<int>(method), profiles, x, batch, M,
+                                             p.fast.center_wavenumber, p.fast.samples_per_metre);
   };
   if (batch >= 4)
     launch(std::integral_constant<int, 4>{});
@@ -473,13 +489,15 @@ void GpuImagingPlan::forward_host(const cfloat* x, cfloat* y, int batch) const {
   for (int n0 = 0; n0 < batch; n0 += p.max_batch) {
     const int nb = std::min(p.max_batch, batch - n0);
     p.host_x.upload(reinterpret_cast<const float2*>(x) + n0 * V, nb * V, s);
-    forward(reinterpret_cast<const cfloat*>(p.host_x.data()), reinterpret_cast<cfloat*>(p.host_y.data()), nb, s);
+    forward(reinterpret_cast<const cfloat*>(p.host_x.data()), reinterpret_cast<cfloat*>(p.host_y.data()), nb,
+            s);
     p.host_y.download(reinterpret_cast<float2*>(y) + n0 * S, nb * S, s);
   }
   p.host_stream->synchronize();
 }
 
-void GpuImagingPlan::image_host(Method method, ImagingMode mode, const cfloat* y, cfloat* x, int batch) const {
+void GpuImagingPlan::image_host(Method method, ImagingMode mode, const cfloat* y, cfloat* x,
+                                int batch) const {
   Impl& p = *impl_;
   if (!p.host_stream) p.host_stream = std::make_unique<CudaStream>();
   const std::size_t V = p.V, S = p.system.samples_per_frame();
@@ -489,7 +507,8 @@ void GpuImagingPlan::image_host(Method method, ImagingMode mode, const cfloat* y
   for (int n0 = 0; n0 < batch; n0 += p.max_batch) {
     const int nb = std::min(p.max_batch, batch - n0);
     p.host_y.upload(reinterpret_cast<const float2*>(y) + n0 * S, nb * S, s);
-    image(method, mode, reinterpret_cast<const cfloat*>(p.host_y.data()), reinterpret_cast<cfloat*>(p.host_x.data()), nb, s);
+    image(method, mode, reinterpret_cast<const cfloat*>(p.host_y.data()),
+          reinterpret_cast<cfloat*>(p.host_x.data()), nb, s);
     p.host_x.download(reinterpret_cast<float2*>(x) + n0 * V, nb * V, s);
   }
   p.host_stream->synchronize();

@@ -1,8 +1,9 @@
 // The physics operators on the GPU: matrix-free forward and imaging kernels, and the fast FFT-mode adjoint.
 //
-// A plan per (system, grid, maximum batch) owns the geometry tables, cuFFT plans and scratch memory, so executing
-// it allocates nothing. Device-pointer entry points take an explicit stream and never synchronise; the host
-// wrappers upload, execute, download and synchronise (tests, CLI). This header compiles without nvcc.
+// A plan per (system, grid, maximum batch) owns the geometry tables, cuFFT plans and scratch memory, so
+// executing it allocates nothing. Device-pointer entry points take an explicit stream and never synchronise;
+// the host wrappers upload, execute, download and synchronise (tests, CLI). This header compiles without
+// nvcc.
 #pragma once
 
 #include <memory>
@@ -21,7 +22,8 @@ class GpuImagingPlan {
  public:
   // Throws InputError when CUDA is unavailable (built without it, or no GPU) and OutOfMemoryError when the
   // scratch for `max_batch` does not fit.
-  GpuImagingPlan(const RadarSystem& system, const ImagingGrid& grid, int max_batch, int fast_oversampling = 16);
+  GpuImagingPlan(const RadarSystem& system, const ImagingGrid& grid, int max_batch,
+                 int fast_oversampling = 16);
   ~GpuImagingPlan();
   GpuImagingPlan(const GpuImagingPlan&) = delete;
   GpuImagingPlan& operator=(const GpuImagingPlan&) = delete;
@@ -32,7 +34,8 @@ class GpuImagingPlan {
 
   // Device memory: x [batch, V], y [batch, K, T, R] (cfloat has float2's layout). batch <= max_batch.
   void forward(const cfloat* d_x, cfloat* d_y, int batch, GpuStream stream) const;
-  void image(Method method, ImagingMode mode, const cfloat* d_y, cfloat* d_x, int batch, GpuStream stream) const;
+  void image(Method method, ImagingMode mode, const cfloat* d_y, cfloat* d_x, int batch,
+             GpuStream stream) const;
 
   // Host memory, any batch (processed in chunks of max_batch); synchronous.
   void forward_host(const cfloat* x, cfloat* y, int batch) const;

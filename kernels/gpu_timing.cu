@@ -1,3 +1,4 @@
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include "kernels/cuda_check.hpp"
@@ -16,7 +17,9 @@ void GpuEventTimer::start(CUstream_st* s) { impl_->start.record(s); }
 void GpuEventTimer::stop(CUstream_st* s) { impl_->stop.record(s); }
 double GpuEventTimer::elapsed_ms() const { return impl_->stop.since(impl_->start); }
 
-GpuStreamHandle::GpuStreamHandle() { NFMIMO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
+GpuStreamHandle::GpuStreamHandle() {
+  NFMIMO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+}
 GpuStreamHandle::~GpuStreamHandle() {
   if (stream_) NFMIMO_CUDA_LOG(cudaStreamDestroy(stream_));
 }
@@ -35,7 +38,8 @@ std::size_t gpu_memory_used() {
 
 namespace {
 
-// 8 independent FMA chains per thread keep the pipes full; the result is written so nothing is optimised away.
+// 8 independent FMA chains per thread keep the pipes full; the result is written so nothing is optimised
+// away.
 __global__ void fma_peak_kernel(float* out, int iterations, float a, float b) {
   float v[8];
 #pragma unroll
@@ -56,6 +60,40 @@ __global__ void copy_kernel(const float4* __restrict__ in, float4* __restrict__ 
 }
 
 }  // namespace
+
+// cuBLAS failures (fmt is not used in CUDA translation units).
+static void check_cublas(cublasStatus_t s, const char* call) {
+  if (s != CUBLAS_STATUS_SUCCESS)
+    throw DeviceError(detail::concat("cuBLAS error ", int(s), " in ", call), call, int(s));
+}
+
+// Best-of-five TFLOP/s of an n^3 GEMM with inputs of `type` and float32 accumulation (`compute`).
+static double gemm_tflops(cublasHandle_t h, cudaStream_t stream, cudaDataType_t type,
+                          cublasComputeType_t compute, std::size_t element_bytes) {
+  constexpr int n = 8192;
+  DeviceBuffer<unsigned char> a(std::size_t(n) * n * element_bytes), b(std::size_t(n) * n * element_bytes);
+  DeviceBuffer<float> c(std::size_t(n) * n);
+  // Small values (bytes 0x10: about 1e-4 as half, 3e-29 as float): no overflow, and the timing does not
+  // depend on the data.
+  NFMIMO_CUDA_CHECK(cudaMemsetAsync(a.data(), 0x10, a.bytes(), stream));
+  NFMIMO_CUDA_CHECK(cudaMemsetAsync(b.data(), 0x10, b.bytes(), stream));
+  const float alpha = 1.f, beta = 0.f;
+  const auto call = [&] {
+    check_cublas(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &alpha, a.data(), type, n, b.data(), type,
+                              n, &beta, c.data(), CUDA_R_32F, n, compute, CUBLAS_GEMM_DEFAULT),
+                 "cublasGemmEx");
+  };
+  call();  // warm-up (heuristics, kernel load)
+  CudaEvent t0, t1;
+  double best = 1e30;
+  for (int rep = 0; rep < 5; ++rep) {
+    t0.record(stream);
+    call();
+    t1.record(stream);
+    best = std::min(best, double(t1.since(t0)));
+  }
+  return 2.0 * double(n) * n * n / (best * 1e-3) / 1e12;
+}
 
 GpuCeilings measure_gpu_ceilings() {
   GpuCeilings c;
@@ -84,6 +122,21 @@ GpuCeilings measure_gpu_ceilings() {
     best = std::min(best, double(t1.since(t0)));
   }
   c.copy_gbs = 2.0 * n * sizeof(float4) / (best * 1e-3) / 1e9;
+  a.release(), b.release();
+
+  cublasHandle_t h = nullptr;
+  check_cublas(cublasCreate(&h), "cublasCreate");
+  try {
+    check_cublas(cublasSetStream(h, stream.get()), "cublasSetStream");
+    c.gemm_fp16_tflops = gemm_tflops(h, stream.get(), CUDA_R_16F, CUBLAS_COMPUTE_32F, 2);
+    c.gemm_bf16_tflops = gemm_tflops(h, stream.get(), CUDA_R_16BF, CUBLAS_COMPUTE_32F, 2);
+    c.gemm_tf32_tflops = gemm_tflops(h, stream.get(), CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32, 4);
+    c.gemm_fp32_tflops = gemm_tflops(h, stream.get(), CUDA_R_32F, CUBLAS_COMPUTE_32F_PEDANTIC, 4);
+  } catch (...) {
+    cublasDestroy(h);
+    throw;
+  }
+  cublasDestroy(h);
   return c;
 }
 

@@ -1,14 +1,93 @@
-// The GPU network backend in a build (or a state of the code) without it: a clear error, never a silent CPU
-// fallback.
+// The cuDNN network backend in a build without CUDA: every entry point is a clear InputError (never a silent
+// CPU fallback). The classes exist so that code using them links in both builds.
 #include "kernels/device.hpp"
-#include "models/training_backend.hpp"
+#include "models/gpu_network.hpp"
+#include "models/gpu_pipeline.hpp"
+#include "models/gpu_training.hpp"
 #include "radar/error.hpp"
 
 namespace nfmimo::nn {
 
-std::unique_ptr<TrainingBackend> make_gpu_training_backend(const Network&, const Parameters&, Precision) {
-  throw InputError("GPU training needs the cuDNN network backend, which this build does not have (" +
-                   (cuda_built() ? std::string("not implemented yet") : cuda_unavailable_reason()) + ")");
+namespace {
+[[noreturn]] void unavailable(const char* what) {
+  throw InputError(std::string(what) + " needs the cuDNN network backend: " + cuda_unavailable_reason());
 }
+}  // namespace
+
+struct GpuNetwork::Impl {};
+GpuNetwork::GpuNetwork(Network, const Parameters&, Mode, Precision) { unavailable("the GPU network"); }
+GpuNetwork::~GpuNetwork() = default;
+const Network& GpuNetwork::network() const { unavailable("the GPU network"); }
+Mode GpuNetwork::mode() const { unavailable("the GPU network"); }
+Precision GpuNetwork::precision() const { unavailable("the GPU network"); }
+void GpuNetwork::plan(int) { unavailable("the GPU network"); }
+void GpuNetwork::forward_device(const float*, float*, int, CUstream_st*) { unavailable("the GPU network"); }
+void GpuNetwork::predict_device(const float*, float*, int, CUstream_st*) { unavailable("the GPU network"); }
+void GpuNetwork::backward_device(const float*, float*, CUstream_st*) { unavailable("the GPU network"); }
+void GpuNetwork::forward(const float*, float*, int) { unavailable("the GPU network"); }
+void GpuNetwork::predict(const float*, float*, int) { unavailable("the GPU network"); }
+void GpuNetwork::backward(const float*, float*) { unavailable("the GPU network"); }
+Parameters GpuNetwork::parameters() const { unavailable("the GPU network"); }
+void GpuNetwork::set_parameters(const Parameters&) { unavailable("the GPU network"); }
+std::map<std::string, std::vector<float>> GpuNetwork::gradients() const { unavailable("the GPU network"); }
+std::string GpuNetwork::description() const { unavailable("the GPU network"); }
+std::size_t GpuNetwork::device_bytes() const { unavailable("the GPU network"); }
+GpuNetworkInternals& GpuNetwork::internals() { unavailable("the GPU network"); }
+
+struct GpuTrainingBackend::Impl {};
+GpuTrainingBackend::GpuTrainingBackend(const Network&, const Parameters&, Precision) {
+  unavailable("GPU training");
+}
+GpuTrainingBackend::~GpuTrainingBackend() = default;
+const Network& GpuTrainingBackend::network() const { unavailable("GPU training"); }
+std::string GpuTrainingBackend::description() const { unavailable("GPU training"); }
+StepResult GpuTrainingBackend::step(const float*, const float*, int, const OptimizerSettings&) {
+  unavailable("GPU training");
+}
+void GpuTrainingBackend::predict(const float*, float*, int) { unavailable("GPU training"); }
+StepResult GpuTrainingBackend::step_device(const float*, const float*, int, const OptimizerSettings&,
+                                           CUstream_st*) {
+  unavailable("GPU training");
+}
+void GpuTrainingBackend::predict_device(const float*, float*, int, CUstream_st*) {
+  unavailable("GPU training");
+}
+void GpuTrainingBackend::queue_step_device(const float*, const float*, int, const OptimizerSettings&,
+                                           CUstream_st*) {
+  unavailable("GPU training");
+}
+StepResult GpuTrainingBackend::last_result() { unavailable("GPU training"); }
+long long GpuTrainingBackend::skipped_steps() { unavailable("GPU training"); }
+double GpuTrainingBackend::loss_scale() { unavailable("GPU training"); }
+Parameters GpuTrainingBackend::parameters() const { unavailable("GPU training"); }
+OptimizerState GpuTrainingBackend::optimizer_state() const { unavailable("GPU training"); }
+void GpuTrainingBackend::load_state(const Parameters&, const OptimizerState&) { unavailable("GPU training"); }
+
+std::unique_ptr<TrainingBackend> make_gpu_training_backend(const Network&, const Parameters&, Precision) {
+  unavailable("GPU training");
+}
+
+struct GpuLearnedPipeline::Impl {};
+GpuLearnedPipeline::GpuLearnedPipeline(const RadarSystem&, const ImagingGrid&, const Network&,
+                                       const Parameters&, bool, Precision, ImagingMode, int) {
+  unavailable("the GPU learned pipeline");
+}
+GpuLearnedPipeline::~GpuLearnedPipeline() = default;
+int GpuLearnedPipeline::max_batch() const { unavailable("the GPU learned pipeline"); }
+void GpuLearnedPipeline::run_device(const cfloat*, float*, int, CUstream_st*) {
+  unavailable("the GPU learned pipeline");
+}
+void GpuLearnedPipeline::network_input_device(const cfloat*, float*, int, CUstream_st*) {
+  unavailable("the GPU learned pipeline");
+}
+void GpuLearnedPipeline::run(const cfloat*, int, float*) { unavailable("the GPU learned pipeline"); }
+void GpuLearnedPipeline::network_input(const cfloat*, int, float*) {
+  unavailable("the GPU learned pipeline");
+}
+void GpuLearnedPipeline::run_live(const cfloat*, float*) { unavailable("the GPU learned pipeline"); }
+void GpuLearnedPipeline::replay_live(CUstream_st*) { unavailable("the GPU learned pipeline"); }
+bool GpuLearnedPipeline::live_graph() const { return false; }
+std::string GpuLearnedPipeline::description() const { unavailable("the GPU learned pipeline"); }
+GpuNetwork& GpuLearnedPipeline::network() { unavailable("the GPU learned pipeline"); }
 
 }  // namespace nfmimo::nn

@@ -7,6 +7,7 @@
 
 #include "kernels/imager.hpp"
 #include "models/cpu_network.hpp"
+#include "models/gpu_pipeline.hpp"
 #include "radar/error.hpp"
 
 namespace nfmimo::nn {
@@ -40,21 +41,28 @@ void require_matching(const Model& model, const std::string& model_source, const
 }
 
 LearnedPipeline::LearnedPipeline(const std::string& method, Model model, DeviceKind device,
-                                 ImagingMode physics_mode, int max_batch)
+                                 ImagingMode physics_mode, int max_batch, Precision precision)
     : spec_(learned_method_spec(method)),
       model_(std::move(model)),
       physics_mode_(physics_mode),
-      max_batch_(max_batch) {
+      max_batch_(max_batch),
+      precision_(precision) {
   require(max_batch > 0, "the batch size must be positive");
   require(model_.architecture == spec_.architecture,
           fmt::format("method '{}' needs a '{}' model, but the model is a '{}' network", spec_.name,
                       spec_.architecture, model_.architecture));
-  if (device == DeviceKind::Cuda)
-    throw InputError(fmt::format(
-        "method '{}': the GPU network backend is not built yet; use --device cpu (or auto)", spec_.name));
-  // The physics stage may use a GPU under `auto`; the network runs on the CPU backend.
-  imager_ = std::make_unique<Imager>(
-      model_.system, model_.grid, device == DeviceKind::Auto ? DeviceKind::Auto : DeviceKind::Cpu, max_batch);
+  device_ = resolve_device(device);  // InputError with the reason when CUDA is asked for and unavailable
+  if (device_ == DeviceKind::Cuda) {
+    gpu_ =
+        std::make_unique<GpuLearnedPipeline>(model_.system, model_.grid, model_.network(), model_.parameters,
+                                             spec_.complex_input, precision, physics_mode, max_batch);
+    return;
+  }
+  require(
+      precision == Precision::Fp32,
+      fmt::format("method '{}': the CPU network backend runs fp32 only; precision '{}' needs --device cuda",
+                  spec_.name, to_string(precision)));
+  imager_ = std::make_unique<Imager>(model_.system, model_.grid, DeviceKind::Cpu, max_batch);
   network_ = std::make_unique<CpuNetwork>(model_.network(), model_.parameters, Mode::Inference);
   const std::size_t V = model_.grid.voxels();
   adjoint_.resize(std::size_t(max_batch) * V);
@@ -64,6 +72,7 @@ LearnedPipeline::LearnedPipeline(const std::string& method, Model model, DeviceK
 LearnedPipeline::~LearnedPipeline() = default;
 
 std::string LearnedPipeline::device_description() const {
+  if (gpu_) return gpu_->description();
   return fmt::format("physics: {}; network: {}", imager_->device_description(), network_->description());
 }
 
@@ -87,6 +96,10 @@ void normalise_network_input(const cfloat* adjoint, int frames, std::size_t V, b
 }
 
 void LearnedPipeline::network_input(const cfloat* measurements, int frames, float* input) const {
+  if (gpu_) {
+    gpu_->network_input(measurements, frames, input);
+    return;
+  }
   const std::size_t V = model_.grid.voxels(), KTR = model_.system.samples_per_frame();
   const int channels = spec_.complex_input ? 2 : 1;
   std::vector<cfloat> adjoint(std::size_t(max_batch_) * V);
@@ -99,7 +112,18 @@ void LearnedPipeline::network_input(const cfloat* measurements, int frames, floa
   }
 }
 
+void LearnedPipeline::run_live(const cfloat* measurement, float* volume) {
+  if (gpu_)
+    gpu_->run_live(measurement, volume);
+  else
+    run(measurement, 1, volume);
+}
+
 void LearnedPipeline::run(const cfloat* measurements, int frames, float* volumes) {
+  if (gpu_) {
+    gpu_->run(measurements, frames, volumes);
+    return;
+  }
   const std::size_t V = model_.grid.voxels(), KTR = model_.system.samples_per_frame();
   for (int first = 0; first < frames; first += max_batch_) {
     const int count = std::min(max_batch_, frames - first);

@@ -8,9 +8,10 @@
 //
 // Normalisation is per sample (each frame is independent; the authors' inference script normalised per batch,
 // which makes a frame's image depend on its neighbours). A frame whose adjoint is all zeros stays zero.
-// Frames are processed in chunks of `max_batch`. The device is chosen once at construction: the network runs
-// on the CPU backend (CpuNetwork); asking for CUDA is refused until the cuDNN backend exists; with `auto` the
-// physics stage may still use a GPU when one is present.
+// Frames are processed in chunks of `max_batch`. The device is chosen once at construction (`auto`: the GPU
+// when one is present): on the CPU the adjoint runs on CpuOperator and the network on CpuNetwork (fp32 only);
+// on the GPU the whole pipeline stays on the device (GpuLearnedPipeline: GpuImagingPlan, the normalisation
+// kernel, GpuNetwork at the requested precision), with a CUDA-graph path for live single frames (run_live).
 #pragma once
 
 #include <memory>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "kernels/device.hpp"
+#include "models/training_backend.hpp"
 #include "models/weights.hpp"
 #include "radar/complex.hpp"
 #include "radar/physics.hpp"
@@ -29,6 +31,7 @@ class Imager;
 namespace nfmimo::nn {
 
 class CpuNetwork;
+class GpuLearnedPipeline;
 
 struct LearnedMethodSpec {
   std::string name;          // method name in the method table
@@ -53,25 +56,37 @@ void normalise_network_input(const cfloat* adjoint, int frames, std::size_t voxe
 
 class LearnedPipeline {
  public:
+  // `precision`: the network's precision on the GPU (the CPU runs fp32 only: anything else is an InputError).
   LearnedPipeline(const std::string& method, Model model, DeviceKind device,
-                  ImagingMode physics_mode = ImagingMode::Exact, int max_batch = 8);
+                  ImagingMode physics_mode = ImagingMode::Exact, int max_batch = 8,
+                  Precision precision = Precision::Fp32);
   ~LearnedPipeline();
   LearnedPipeline(const LearnedPipeline&) = delete;
   LearnedPipeline& operator=(const LearnedPipeline&) = delete;
 
   // volumes [frames, V] (magnitudes) from measurements [frames, K, T, R] of the model's system.
   void run(const cfloat* measurements, int frames, float* volumes);
+  // One frame for live use: on the GPU a replayed CUDA graph (buffers planned once), on the CPU run(.., 1,
+  // ..).
+  void run_live(const cfloat* measurement, float* volume);
   // The normalised network input of the frames (for tests and training): [frames, channels, V].
   void network_input(const cfloat* measurements, int frames, float* input) const;
 
   const Model& model() const { return model_; }
+  DeviceKind device() const { return device_; }
+  Precision precision() const { return precision_; }
   std::string device_description() const;
+  // The GPU pipeline (device-pointer entry points for benchmarks and the trainer); null on the CPU.
+  GpuLearnedPipeline* gpu() const { return gpu_.get(); }
 
  private:
   LearnedMethodSpec spec_;
   Model model_;
   ImagingMode physics_mode_;
   int max_batch_;
+  DeviceKind device_ = DeviceKind::Cpu;
+  Precision precision_ = Precision::Fp32;
+  std::unique_ptr<GpuLearnedPipeline> gpu_;
   std::unique_ptr<Imager> imager_;
   std::unique_ptr<CpuNetwork> network_;
   std::vector<cfloat> adjoint_;

@@ -12,7 +12,8 @@
 namespace nfmimo {
 namespace {
 
-// GCC/Clang vector extension: 8 floats, one AVX register. Arithmetic on it is lane-wise and always vectorised.
+// GCC/Clang vector extension: 8 floats, one AVX register. Arithmetic on it is lane-wise and always
+// vectorised.
 using v8f = float __attribute__((vector_size(32)));
 constexpr int W = CpuOperator::kLanes;
 
@@ -72,8 +73,9 @@ CpuOperator::CpuOperator(RadarSystem system, ImagingGrid grid) : system_(std::mo
         const double R = std::sqrt(dx * dx + dy * dy + dz * dz);
         range_[(b * A + a) * W + lane] = R;
         dz_[(b * A + a) * W + lane] = dz;
-        // Uniform sweeps: exp(j kappa_k R) by a double-precision recurrence (two sincos per antenna and voxel;
-        // the error after 40 steps is ~1e-14, far below float rounding). Otherwise one sincos per term.
+        // Uniform sweeps: exp(j kappa_k R) by a double-precision recurrence (two sincos per antenna and
+        // voxel; the error after 40 steps is ~1e-14, far below float rounding). Otherwise one sincos per
+        // term.
         cdouble e = std::polar(1.0, reduce_phase(kappa[0] * R));
         const cdouble step = std::polar(1.0, reduce_phase(dkappa * R));
         for (int k = 0; k < K; ++k) {
@@ -152,15 +154,17 @@ void CpuOperator::forward(const cfloat* x, cfloat* y, int batch) const {
 
 #pragma omp parallel
   {
-    std::vector<v8f> w_re(A), w_im(A), acc_re(std::size_t(kChunk) * T * R), acc_im(std::size_t(kChunk) * T * R);
+    std::vector<v8f> w_re(A), w_im(A), acc_re(std::size_t(kChunk) * T * R),
+        acc_im(std::size_t(kChunk) * T * R);
 #pragma omp for schedule(dynamic)
     for (int task = 0; task < tasks; ++task) {
       const int k = task % K, n0 = (task / K) * kChunk, nc = std::min(kChunk, batch - n0);
       std::fill(acc_re.begin(), acc_re.end(), v8f{});
       std::fill(acc_im.begin(), acc_im.end(), v8f{});
       for (std::size_t b = 0; b < blocks_; ++b) {
-        // Load the chunk's samples first: a block that is zero in every sample adds exact zeros to the sums, so
-        // it is skipped (bit-identical results; sparse volumes such as synthesized scenes run many times faster).
+        // Load the chunk's samples first: a block that is zero in every sample adds exact zeros to the sums,
+        // so it is skipped (bit-identical results; sparse volumes such as synthesized scenes run many times
+        // faster).
         const int valid = static_cast<int>(std::min<std::size_t>(W, V - b * W));
         v8f xs_re[kChunk] = {}, xs_im[kChunk] = {};
         bool any = false;
@@ -178,7 +182,8 @@ void CpuOperator::forward(const cfloat* x, cfloat* y, int batch) const {
         for (int a = 0; a < A; ++a) {
           v8f g;
           for (int lane = 0; lane < W; ++lane)
-            g[lane] = static_cast<float>(side_gain(Method::Adjoint, a < T, range_[(b * A + a) * W + lane], 0.0).c0);
+            g[lane] =
+                static_cast<float>(side_gain(Method::Adjoint, a < T, range_[(b * A + a) * W + lane], 0.0).c0);
           w_re[a] = g * load8(P + a * 2 * W);
           w_im[a] = -g * load8(P + a * 2 * W + W);
         }
@@ -250,8 +255,8 @@ void CpuOperator::image_fast(Method method, const cfloat* y, cfloat* x, int batc
         for (int r = 0; r < R; ++r) {
           const std::size_t ir = (b * A + T + r) * W + lane;
           const SideGain gr = side_gain(method, false, range_[ir], dz_[ir]);
-          const cfloat br = static_cast<float>(gr.c0) *
-                            cfloat(P[(T + r) * 2 * W + lane], P[(T + r) * 2 * W + W + lane]);
+          const cfloat br =
+              static_cast<float>(gr.c0) * cfloat(P[(T + r) * 2 * W + lane], P[(T + r) * 2 * W + W + lane]);
           double u = (range_[it] + range_[ir]) * p.samples_per_metre;
           u -= std::floor(u / M) * M;
           const int i0 = static_cast<int>(u);

@@ -1,7 +1,7 @@
 // Fast float implementation of the physics operators on the CPU (multithreaded, 8-lane vectorised).
 //
-// The plan precomputes, once per (system, grid), the unit phasors exp(+j kappa_k R_a(v)) for every frequency k,
-// antenna a and voxel v, in double precision rounded to float, laid out in blocks of 8 voxels so that each
+// The plan precomputes, once per (system, grid), the unit phasors exp(+j kappa_k R_a(v)) for every frequency
+// k, antenna a and voxel v, in double precision rounded to float, laid out in blocks of 8 voxels so that each
 // block's data is contiguous. Executing the plan allocates only per-call scratch. Memory: 8 bytes per
 // (k, antenna, voxel): 92 MB for the paper system at K=15.
 #pragma once

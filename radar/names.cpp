@@ -8,9 +8,12 @@ namespace nfmimo {
 
 std::string to_string(Method m) {
   switch (m) {
-    case Method::Adjoint: return "adjoint";
-    case Method::Backprojection: return "backprojection";
-    case Method::Kirchhoff: return "kirchhoff";
+    case Method::Adjoint:
+      return "adjoint";
+    case Method::Backprojection:
+      return "backprojection";
+    case Method::Kirchhoff:
+      return "kirchhoff";
   }
   return "unknown";
 }
@@ -20,7 +23,8 @@ std::string to_string(ImagingMode m) { return m == ImagingMode::Exact ? "exact" 
 Method parse_method(const std::string& name) {
   for (Method m : {Method::Adjoint, Method::Backprojection, Method::Kirchhoff})
     if (name == to_string(m)) return m;
-  throw InputError(fmt::format("unknown imaging method '{}' (analytic methods: adjoint, backprojection, kirchhoff)", name));
+  throw InputError(fmt::format(
+      "unknown imaging method '{}' (analytic methods: adjoint, backprojection, kirchhoff)", name));
 }
 
 ImagingMode parse_mode(const std::string& name) {

@@ -26,8 +26,8 @@ inline constexpr double kPi = 3.14159265358979323846;
 inline constexpr double kTwoPi = 2.0 * kPi;
 
 enum class Method : int { Adjoint = 0, Backprojection = 1, Kirchhoff = 2 };
-// Exact: every (k, t, r) term evaluated. Fast: range compression with a zero-padded inverse FFT per TX/RX pair and
-// interpolation at Rt + Rr (uniform sweeps; adjoint and backprojection).
+// Exact: every (k, t, r) term evaluated. Fast: range compression with a zero-padded inverse FFT per TX/RX
+// pair and interpolation at Rt + Rr (uniform sweeps; adjoint and backprojection).
 enum class ImagingMode : int { Exact = 0, Fast = 1 };
 
 // Wavenumber kappa = 2 pi f / c in rad/m.

@@ -1,7 +1,7 @@
 // Counter-based random numbers (Philox4x32-10, Salmon et al., SC'11) shared by the CPU and CUDA code.
 //
-// A stream is identified by (seed, stream id) and each draw by a counter, so sample i of a dataset depends only
-// on (seed, i) and is the same on every device, thread count and shard split.
+// A stream is identified by (seed, stream id) and each draw by a counter, so sample i of a dataset depends
+// only on (seed, i) and is the same on every device, thread count and shard split.
 #pragma once
 
 #include <cmath>
@@ -38,12 +38,15 @@ NFMIMO_HD Philox4 philox4x32(Philox4 c, std::uint32_t k0, std::uint32_t k1) {
 class RandomStream {
  public:
   NFMIMO_HD RandomStream(std::uint64_t seed, std::uint64_t stream)
-      : k0_(static_cast<std::uint32_t>(seed)), k1_(static_cast<std::uint32_t>(seed >> 32)),
-        s0_(static_cast<std::uint32_t>(stream)), s1_(static_cast<std::uint32_t>(stream >> 32)) {}
+      : k0_(static_cast<std::uint32_t>(seed)),
+        k1_(static_cast<std::uint32_t>(seed >> 32)),
+        s0_(static_cast<std::uint32_t>(stream)),
+        s1_(static_cast<std::uint32_t>(stream >> 32)) {}
 
   // Four independent 32-bit words for block `i`.
   NFMIMO_HD Philox4 block(std::uint64_t i) const {
-    return philox4x32(Philox4{{static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(i >> 32), s0_, s1_}}, k0_, k1_);
+    return philox4x32(Philox4{{static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(i >> 32), s0_, s1_}},
+                      k0_, k1_);
   }
   // Uniform double in [0, 1) from draw i (53 random bits).
   NFMIMO_HD double uniform(std::uint64_t i) const {

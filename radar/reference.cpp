@@ -50,7 +50,8 @@ std::vector<cdouble> forward_reference(const RadarSystem& s, const ImagingGrid& 
                 const double px = g.x()[ix], py = g.y()[iy], pz = g.z()[iz];
                 const double rt = distance(s.array.tx()[t], px, py, pz);
                 const double rr = distance(s.array.rx()[r], px, py, pz);
-                acc += x[n * V + g.index(ix, iy, iz)] * std::exp(-j * kappa * (rt + rr)) / (4.0 * kPi * rt * rr);
+                acc +=
+                    x[n * V + g.index(ix, iy, iz)] * std::exp(-j * kappa * (rt + rr)) / (4.0 * kPi * rt * rr);
               }
           y[((std::size_t(n) * K + k) * T + t) * R + r] = acc;
         }

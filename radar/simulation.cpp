@@ -30,7 +30,8 @@ std::vector<PointScatterer> parse_points(const std::string& text) {
       }
     }
     require(v.size() == 4, fmt::format("--points: '{}' needs four numbers x,y,z,amplitude (metres)", entry));
-    for (double x : v) require(std::isfinite(x), fmt::format("--points: '{}' holds a non-finite value", entry));
+    for (double x : v)
+      require(std::isfinite(x), fmt::format("--points: '{}' holds a non-finite value", entry));
     points.push_back({{v[0], v[1], v[2]}, v[3]});
   }
   require(!points.empty(), "--points: no points given (format: \"x,y,z,amplitude;...\")");

@@ -1,4 +1,5 @@
-// Simulated measurements: point scatterers through the exact Born model, and measurement noise at a target SNR.
+// Simulated measurements: point scatterers through the exact Born model, and measurement noise at a target
+// SNR.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +20,8 @@ struct PointScatterer {
 // Parses "x,y,z,amplitude;x,y,z,amplitude;..." (metres); InputError with the offending entry otherwise.
 std::vector<PointScatterer> parse_points(const std::string& text);
 
-// y[k,t,r] = sum_p a_p exp(-j kappa_k (Rt + Rr)) / (4 pi Rt Rr) at the points' exact positions (double precision).
+// y[k,t,r] = sum_p a_p exp(-j kappa_k (Rt + Rr)) / (4 pi Rt Rr) at the points' exact positions (double
+// precision).
 std::vector<cfloat> point_measurements(const RadarSystem& system, const std::vector<PointScatterer>& points);
 
 // Adds complex white Gaussian noise with variance mean|y|^2 / 10^(snr_db / 10) to one frame, drawn from the

@@ -26,8 +26,8 @@ std::optional<std::string> compare_positions(const std::vector<Vec3>& a, const s
   for (std::size_t i = 0; i < a.size(); ++i) {
     if (!close(a[i].x, b[i].x, scale, rel_tol) || !close(a[i].y, b[i].y, scale, rel_tol) ||
         !close(a[i].z, b[i].z, scale, rel_tol))
-      return fmt::format("{} {} differs: ({}, {}, {}) vs ({}, {}, {}) m", what, i, a[i].x, a[i].y, a[i].z, b[i].x,
-                         b[i].y, b[i].z);
+      return fmt::format("{} {} differs: ({}, {}, {}) vs ({}, {}, {}) m", what, i, a[i].x, a[i].y, a[i].z,
+                         b[i].x, b[i].y, b[i].z);
   }
   return std::nullopt;
 }
@@ -36,13 +36,15 @@ std::optional<std::string> compare_axis(const Axis& a, const Axis& b, const char
   if (a.size != b.size) return fmt::format("grid axis {} has {} vs {} points", name, a.size, b.size);
   const double scale = std::max({std::abs(a.start), std::abs(a.last()), std::abs(a.step), 1e-12});
   if (!close(a.start, b.start, scale, rel_tol) || !close(a.last(), b.last(), scale, rel_tol))
-    return fmt::format("grid axis {} spans [{}, {}] vs [{}, {}] m", name, a.start, a.last(), b.start, b.last());
+    return fmt::format("grid axis {} spans [{}, {}] vs [{}, {}] m", name, a.start, a.last(), b.start,
+                       b.last());
   return std::nullopt;
 }
 
 }  // namespace
 
-ArrayGeometry::ArrayGeometry(std::vector<Vec3> tx, std::vector<Vec3> rx) : tx_(std::move(tx)), rx_(std::move(rx)) {}
+ArrayGeometry::ArrayGeometry(std::vector<Vec3> tx, std::vector<Vec3> rx)
+    : tx_(std::move(tx)), rx_(std::move(rx)) {}
 
 ArrayGeometry ArrayGeometry::paper_cross(int transmitters, int receivers, double half_aperture) {
   std::vector<Vec3> tx, rx;
@@ -74,7 +76,8 @@ Axis Axis::linspace(double first, double last, int count) {
 
 Axis Axis::from_values(const std::vector<double>& v, const std::string& what) {
   require(!v.empty(), fmt::format("{}: the axis is empty", what));
-  for (double value : v) require(std::isfinite(value), fmt::format("{}: the axis holds a non-finite value", what));
+  for (double value : v)
+    require(std::isfinite(value), fmt::format("{}: the axis holds a non-finite value", what));
   Axis axis = Axis::linspace(v.front(), v.back(), static_cast<int>(v.size()));
   const double scale = std::max({std::abs(v.front()), std::abs(v.back()), std::abs(axis.step)});
   for (std::size_t i = 0; i < v.size(); ++i)
@@ -114,7 +117,8 @@ void validate_system(const RadarSystem& s, const std::string& source) {
   require(s.frequencies() > 0, fmt::format("{}: the system has no frequencies", source));
   for (int k = 0; k < s.frequencies(); ++k)
     require(std::isfinite(s.sweep[k]) && s.sweep[k] > 0,
-            fmt::format("{}: frequency {} is {} Hz; frequencies must be positive and finite", source, k, s.sweep[k]));
+            fmt::format("{}: frequency {} is {} Hz; frequencies must be positive and finite", source, k,
+                        s.sweep[k]));
   auto check = [&](const std::vector<Vec3>& p, const char* what) {
     for (std::size_t i = 0; i < p.size(); ++i)
       require(std::isfinite(p[i].x) && std::isfinite(p[i].y) && std::isfinite(p[i].z),
@@ -127,7 +131,8 @@ void validate_system(const RadarSystem& s, const std::string& source) {
 void validate_grid(const ImagingGrid& g, const RadarSystem& s, const std::string& source) {
   for (const Axis* a : {&g.x(), &g.y(), &g.z()}) {
     require(a->size > 0, fmt::format("{}: a grid axis is empty", source));
-    require(std::isfinite(a->start) && std::isfinite(a->step), fmt::format("{}: a grid axis is not finite", source));
+    require(std::isfinite(a->start) && std::isfinite(a->step),
+            fmt::format("{}: a grid axis is not finite", source));
   }
   // A voxel within 1 um of an antenna makes 1/R explode: refuse it rather than return infinities.
   constexpr double min_range = 1e-6;
@@ -140,10 +145,12 @@ void validate_grid(const ImagingGrid& g, const RadarSystem& s, const std::string
         const double t = std::clamp(std::round((v - a.start) / a.step), 0.0, double(a.size - 1));
         return a[static_cast<int>(t)];
       };
-      const double dx = nearest(g.x(), p.x) - p.x, dy = nearest(g.y(), p.y) - p.y, dz = nearest(g.z(), p.z) - p.z;
-      require(std::sqrt(dx * dx + dy * dy + dz * dz) > min_range,
-              fmt::format("{}: a grid point lies on {} {} at ({}, {}, {}) m; move the grid away from the array",
-                          source, what, i, p.x, p.y, p.z));
+      const double dx = nearest(g.x(), p.x) - p.x, dy = nearest(g.y(), p.y) - p.y,
+                   dz = nearest(g.z(), p.z) - p.z;
+      require(
+          std::sqrt(dx * dx + dy * dy + dz * dz) > min_range,
+          fmt::format("{}: a grid point lies on {} {} at ({}, {}, {}) m; move the grid away from the array",
+                      source, what, i, p.x, p.y, p.z));
     }
   };
   check(s.array.tx(), "transmitter");
@@ -171,15 +178,16 @@ std::optional<std::string> describe_difference(const ImagingGrid& a, const Imagi
 }
 
 std::string describe(const RadarSystem& s) {
-  return fmt::format("{} TX x {} RX, {} frequencies {:.4g}-{:.4g} GHz ({})", s.transmitters(), s.receivers(),
-                     s.frequencies(), s.sweep.frequencies().front() / 1e9, s.sweep.frequencies().back() / 1e9,
-                     s.sweep.uniform() ? fmt::format("uniform step {:.4g} MHz", s.sweep.step() / 1e6) : "non-uniform");
+  return fmt::format(
+      "{} TX x {} RX, {} frequencies {:.4g}-{:.4g} GHz ({})", s.transmitters(), s.receivers(),
+      s.frequencies(), s.sweep.frequencies().front() / 1e9, s.sweep.frequencies().back() / 1e9,
+      s.sweep.uniform() ? fmt::format("uniform step {:.4g} MHz", s.sweep.step() / 1e6) : "non-uniform");
 }
 
 std::string describe(const ImagingGrid& g) {
-  return fmt::format("{} x {} x {} voxels, x [{:.4g}, {:.4g}] y [{:.4g}, {:.4g}] z [{:.4g}, {:.4g}] m", g.x().size,
-                     g.y().size, g.z().size, g.x().start, g.x().last(), g.y().start, g.y().last(), g.z().start,
-                     g.z().last());
+  return fmt::format("{} x {} x {} voxels, x [{:.4g}, {:.4g}] y [{:.4g}, {:.4g}] z [{:.4g}, {:.4g}] m",
+                     g.x().size, g.y().size, g.z().size, g.x().start, g.x().last(), g.y().start, g.y().last(),
+                     g.z().start, g.z().last());
 }
 
 }  // namespace nfmimo

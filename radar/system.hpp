@@ -111,8 +111,10 @@ void validate_grid(const ImagingGrid& grid, const RadarSystem& system, const std
 
 // Compares two systems / grids with a relative tolerance (scaled by the largest magnitude involved).
 // Returns a description of the first difference, or nothing when they agree.
-std::optional<std::string> describe_difference(const RadarSystem& a, const RadarSystem& b, double rel_tol = 1e-6);
-std::optional<std::string> describe_difference(const ImagingGrid& a, const ImagingGrid& b, double rel_tol = 1e-6);
+std::optional<std::string> describe_difference(const RadarSystem& a, const RadarSystem& b,
+                                               double rel_tol = 1e-6);
+std::optional<std::string> describe_difference(const ImagingGrid& a, const ImagingGrid& b,
+                                               double rel_tol = 1e-6);
 
 std::string describe(const RadarSystem& system);
 std::string describe(const ImagingGrid& grid);

@@ -199,8 +199,9 @@ void run(const Args& a) {
   std::printf("end-to-end to disk (gzip %d): %10.1f scenes/s (%lld scenes, %.1f MB/s of file)\n", a.gzip, e2e,
               static_cast<long long>(r.written), bytes / r.seconds / 1e6);
   const double disk = disk_write_rate(ro.output + ".disk", bytes);
-  std::printf("disk write rate (same bytes): %10.1f MB/s -> at most %.1f scenes/s at this file's bytes per scene\n", disk,
-              disk * 1e6 / (bytes / static_cast<double>(r.written)));
+  std::printf(
+      "disk write rate (same bytes): %10.1f MB/s -> at most %.1f scenes/s at this file's bytes per scene\n",
+      disk, disk * 1e6 / (bytes / static_cast<double>(r.written)));
 }
 
 }  // namespace

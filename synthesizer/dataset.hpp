@@ -48,10 +48,11 @@ std::string partial_path(const std::string& output);
 
 struct DatasetRunOptions {
   std::string output;
-  bool force = false;   // replace OUT / OUT.partial (OUT is only replaced when the new run completes)
-  bool resume = false;  // continue OUT.partial, report that OUT is already complete, or start if neither exists
-  int gzip_level = 0;   // 0..9 (new files only; a resumed file keeps its own)
-  int batch = 64;       // samples per generator call and per write
+  bool force = false;  // replace OUT / OUT.partial (OUT is only replaced when the new run completes)
+  bool resume =
+      false;  // continue OUT.partial, report that OUT is already complete, or start if neither exists
+  int gzip_level = 0;  // 0..9 (new files only; a resumed file keeps its own)
+  int batch = 64;      // samples per generator call and per write
   DeviceKind device = DeviceKind::Auto;
   std::int64_t stop_after = -1;  // >= 0: stop as if interrupted after this many new samples
   const std::atomic<bool>* cancel =

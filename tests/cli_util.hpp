@@ -30,7 +30,9 @@ inline CliResult run_command(const std::string& command) {
   return r;
 }
 
-inline CliResult run_cli(const std::string& args) { return run_command(std::string(NFMIMO_BINARY_PATH) + " " + args); }
+inline CliResult run_cli(const std::string& args) {
+  return run_command(std::string(NFMIMO_BINARY_PATH) + " " + args);
+}
 
 inline std::string python() { return "/usr/bin/python3"; }
 
@@ -39,7 +41,8 @@ class ScratchDir {
  public:
   ScratchDir() {
     std::random_device rd;
-    path_ = std::filesystem::temp_directory_path() / ("nfmimo-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+    path_ = std::filesystem::temp_directory_path() /
+            ("nfmimo-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
     std::filesystem::create_directories(path_);
   }
   ~ScratchDir() {

@@ -1,5 +1,5 @@
-// The nfmimo binary end to end: a full run, and every bad-input case of the foundation issue (exit code 2, one clear
-// message naming the file and dataset, no output left behind).
+// The nfmimo binary end to end: a full run, and every bad-input case of the foundation issue (exit code 2,
+// one clear message naming the file and dataset, no output left behind).
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -32,17 +32,20 @@ TEST(Cli, HelpAndVersion) {
 TEST(Cli, SimulateReconstructEndToEnd) {
   ScratchDir dir;
   // Three point targets exactly on grid nodes of the paper grid.
-  auto r = run_cli("simulate --points \"0,0,0.5,1;0.05,-0.05,0.45,0.7;-0.1,0.05,0.6,0.5\" --freqs 15 --out " + (dir / "p.h5"));
+  auto r = run_cli("simulate --points \"0,0,0.5,1;0.05,-0.05,0.45,0.7;-0.1,0.05,0.6,0.5\" --freqs 15 --out " +
+                   (dir / "p.h5"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   for (const char* method : {"adjoint", "backprojection", "kirchhoff"}) {
     const std::string out = dir / (std::string(method) + ".h5");
-    r = run_cli("reconstruct " + (dir / "p.h5") + " --method " + method + " --device auto --out " + out + " --png " +
-                (dir / (std::string(method) + ".png")) + " --vti " + (dir / (std::string(method) + ".vti")));
+    r = run_cli("reconstruct " + (dir / "p.h5") + " --method " + method + " --device auto --out " + out +
+                " --png " + (dir / (std::string(method) + ".png")) + " --vti " +
+                (dir / (std::string(method) + ".vti")));
     ASSERT_EQ(r.exit_code, 0) << r.output;
     const VolumeSet v = read_volumes(out);
     const ImagingGrid g = ImagingGrid::paper();
     const auto peak = std::max_element(v.magnitude.begin(), v.magnitude.end()) - v.magnitude.begin();
-    EXPECT_EQ(static_cast<std::size_t>(peak), g.index(12, 12, 24)) << method;  // the strongest point (0, 0, 0.5)
+    EXPECT_EQ(static_cast<std::size_t>(peak), g.index(12, 12, 24))
+        << method;  // the strongest point (0, 0, 0.5)
   }
   r = run_cli("info " + (dir / "kirchhoff.h5"));
   EXPECT_EQ(r.exit_code, 0);
@@ -94,7 +97,9 @@ TEST(Cli, BadInputsGiveOneClearMessageAndNoOutput) {
       {"missing_measurements", [](h5::File& f) { H5Ldelete(f.id(), "/measurements", H5P_DEFAULT); },
        "dataset '/measurements': missing"},
       {"misnamed_measurements",
-       [](h5::File& f) { H5Lmove(f.id(), "/measurements", f.id(), "/measurement", H5P_DEFAULT, H5P_DEFAULT); },
+       [](h5::File& f) {
+         H5Lmove(f.id(), "/measurements", f.id(), "/measurement", H5P_DEFAULT, H5P_DEFAULT);
+       },
        "dataset '/measurements': missing"},
       {"missing_frequencies", [](h5::File& f) { H5Ldelete(f.id(), "/system/frequencies", H5P_DEFAULT); },
        "dataset '/system/frequencies'"},
@@ -141,7 +146,10 @@ TEST(Cli, BadInputsGiveOneClearMessageAndNoOutput) {
          f.write("/grid/z", std::vector<double>{0.0, 0.1, 0.2});
        },
        "a grid point lies on transmitter 0"},
-      {"non_uniform_grid", [](h5::File& f) { f.write("/grid/z", std::vector<double>{0.3, 0.4, 0.45}); },
+      {"non_uniform_grid",
+       [](h5::File& f) {
+         f.write("/grid/z", std::vector<double>{0.3, 0.4, 0.45});
+       },
        "not uniformly spaced"},
       {"unknown_method", [](h5::File&) {}, "unknown method 'magic'", "--method magic"},
       {"fast_mode_kirchhoff", [](h5::File&) {}, "fast mode supports", "--method kirchhoff --mode fast"},
@@ -152,13 +160,15 @@ TEST(Cli, BadInputsGiveOneClearMessageAndNoOutput) {
     const std::string in = dir / (c.name + ".h5");
     make_file(in, c.corrupt);
     const std::size_t before = dir.file_count();
-    const auto r = run_cli("reconstruct " + in + " --out " + (dir / "out.h5") + " --png " + (dir / "out.png") + " " + c.args);
+    const auto r = run_cli("reconstruct " + in + " --out " + (dir / "out.h5") + " --png " +
+                           (dir / "out.png") + " " + c.args);
     EXPECT_EQ(r.exit_code, 2) << c.name << ": " << r.output;
     EXPECT_NE(r.output.find(c.expected), std::string::npos) << c.name << ": got '" << r.output << "'";
     if (c.args.empty()) {
       EXPECT_NE(r.output.find(in), std::string::npos) << c.name << ": the message must name the file";
     }
-    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << c.name << ": one message: " << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1)
+        << c.name << ": one message: " << r.output;
     EXPECT_EQ(dir.file_count(), before) << c.name << ": an output file was left behind";
   }
 }
@@ -180,16 +190,19 @@ TEST(Cli, MissingAndNonHdf5Files) {
   EXPECT_EQ(dir.file_count(), 1u);  // only text.h5
 }
 
-// The benchmark harness in quick mode: a complete JSON report whose every row was checked against the reference,
-// so a fast but wrong kernel cannot pass unnoticed.
+// The benchmark harness in quick mode: a complete JSON report whose every row was checked against the
+// reference, so a fast but wrong kernel cannot pass unnoticed.
 TEST(Cli, BenchQuickModeReportIsCompleteAndChecked) {
   ScratchDir dir;
-  const auto r = run_cli("bench --quick --device cpu --batch 1,2 --freqs 5 --methods adjoint,kirchhoff,forward --modes exact,fast --json " +
-                         (dir / "b.json") + " --csv " + (dir / "b.csv"));
+  const auto r = run_cli(
+      "bench --quick --device cpu --batch 1,2 --freqs 5 --methods adjoint,kirchhoff,forward --modes "
+      "exact,fast --json " +
+      (dir / "b.json") + " --csv " + (dir / "b.csv"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::ifstream f(dir / "b.json");
   const auto j = nlohmann::json::parse(f);
-  for (const char* key : {"cpu", "threads", "compiler", "git_commit", "date"}) EXPECT_TRUE(j["environment"].contains(key)) << key;
+  for (const char* key : {"cpu", "threads", "compiler", "git_commit", "date"})
+    EXPECT_TRUE(j["environment"].contains(key)) << key;
   EXPECT_GT(j["ceilings"]["cpu"]["flops_per_s"].get<double>(), 1e9);
   EXPECT_GT(j["ceilings"]["cpu"]["bytes_per_s"].get<double>(), 1e8);
   // adjoint exact+fast, kirchhoff exact, forward: 4 operations x 2 batches.
@@ -201,8 +214,38 @@ TEST(Cli, BenchQuickModeReportIsCompleteAndChecked) {
     EXPECT_GT(row["us_per_volume"].get<double>(), 0);
     EXPECT_GT(row["floor_us_per_volume"].get<double>(), 0);
     EXPECT_TRUE(row["check"]["passed"].get<bool>()) << row.dump();
-    EXPECT_GT(row["check"]["relative_error"].get<double>(), 0) << "a zero error means the check compared nothing";
+    EXPECT_GT(row["check"]["relative_error"].get<double>(), 0)
+        << "a zero error means the check compared nothing";
   }
+}
+
+// The learned rows in quick mode: networks, pipelines and a training step (narrow networks, so that every CPU
+// row is checked against the double reference), complete and correct.
+TEST(Cli, BenchQuickModeLearnedRowsAreCompleteAndChecked) {
+  ScratchDir dir;
+  const auto r =
+      test::run_command("OMP_NUM_THREADS=1 " + std::string(NFMIMO_BINARY_PATH) +
+                        " bench --quick --device cpu --batch 1,2 --freqs 5 --methods unet3d,deep2s,cv-deep2s,"
+                        "train-resnet --modes exact --width 2 --train-batch 2 --precision fp32 --json " +
+                        (dir / "b.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream f(dir / "b.json");
+  const auto j = nlohmann::json::parse(f);
+  // unet3d, deep2s, cv-deep2s at 2 batches, one training step.
+  ASSERT_EQ(j["rows"].size(), 7u);
+  for (const auto& row : j["rows"]) {
+    EXPECT_GT(row["us_per_volume"].get<double>(), 0);
+    EXPECT_GT(row["flops_per_volume"].get<double>(), 0);
+    EXPECT_GT(row["floor_us_per_volume"].get<double>(), 0);
+    EXPECT_TRUE(row["check"]["passed"].get<bool>()) << row.dump();
+    EXPECT_GT(row["check"]["relative_error"].get<double>(), 0) << row.dump();
+  }
+  EXPECT_EQ(j["rows"][6]["op"], "train-resnet");
+  // An unknown row name is refused with the list of known ones.
+  const auto q =
+      run_cli("bench --quick --device cpu --batch 1 --freqs 5 --methods unet9d --json " + (dir / "c.json"));
+  EXPECT_EQ(q.exit_code, 2) << q.output;
+  EXPECT_NE(q.output.find("unknown 'unet9d'"), std::string::npos) << q.output;
 }
 
 }  // namespace

@@ -96,7 +96,8 @@ TEST(VolumeFile, RoundTripMagnitudeAndComplex) {
 
 TEST(Interop, ReadsFileWrittenByH5py) {
   ScratchDir dir;
-  const auto r = test::run_command(test::python() + " " + NFMIMO_SOURCE_DIR "/tests/interop/h5py_interop.py write-measurements " +
+  const auto r = test::run_command(test::python() + " " +
+                                   NFMIMO_SOURCE_DIR "/tests/interop/h5py_interop.py write-measurements " +
                                    (dir / "py.h5"));
   ASSERT_EQ(r.exit_code, 0) << "python3-h5py is required (tools/scripts/setup.sh installs it): " << r.output;
   const MeasurementSet m = read_measurements(dir / "py.h5");
@@ -117,7 +118,8 @@ TEST(Interop, H5pyReadsOurFiles) {
   ScratchDir dir;
   const MeasurementSet m = sample_set(2);
   write_measurements(dir / "m.h5", m);
-  const auto r = test::run_command(test::python() + " " NFMIMO_SOURCE_DIR "/tests/interop/h5py_interop.py describe " + (dir / "m.h5"));
+  const auto r = test::run_command(
+      test::python() + " " NFMIMO_SOURCE_DIR "/tests/interop/h5py_interop.py describe " + (dir / "m.h5"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto j = nlohmann::json::parse(r.output);
   EXPECT_EQ(j["attrs"]["nfmimo_format"], "measurements");
@@ -157,7 +159,8 @@ TEST(Viewer, WritesPngAndVti) {
   std::ifstream vti(dir / "v.vti", std::ios::binary);
   std::string text((std::istreambuf_iterator<char>(vti)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("WholeExtent=\"0 24 0 24 0 48\""), std::string::npos);
-  EXPECT_NE(text.find("Origin=\"-0.14999999999999999 -0.14999999999999999 0.34999999999999998\""), std::string::npos);
+  EXPECT_NE(text.find("Origin=\"-0.14999999999999999 -0.14999999999999999 0.34999999999999998\""),
+            std::string::npos);
   // Appended raw data: 8-byte length, then x-fastest floats. Point (ix=1, iy=0, iz=0) is the 2nd value.
   const std::size_t start = text.find("encoding=\"raw\">\n   _") + 20;
   std::uint64_t bytes = 0;

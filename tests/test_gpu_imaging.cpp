@@ -1,9 +1,9 @@
 // CUDA physics operators against the CPU references (label gpu; skipped without a GPU).
 //
-// Tolerances: float kernels vs the double reference at 1e-5 relative (float rounding of ~1e-7 per term, phases
-// reduced in double before the float sincos; an indexing or phase error shows as O(1)). The fast FFT mode is
-// compared with the CPU implementation of the same algorithm (1e-5: same arithmetic, different summation order)
-// and with the exact adjoint at its stated accuracy (1e-3).
+// Tolerances: float kernels vs the double reference at 1e-5 relative (float rounding of ~1e-7 per term,
+// phases reduced in double before the float sincos; an indexing or phase error shows as O(1)). The fast FFT
+// mode is compared with the CPU implementation of the same algorithm (1e-5: same arithmetic, different
+// summation order) and with the exact adjoint at its stated accuracy (1e-3).
 #include <gtest/gtest.h>
 
 #include "kernels/device.hpp"
@@ -86,7 +86,8 @@ TEST_F(GpuImaging, FastModeMatchesCpuFastModeAndExact) {
 
 TEST_F(GpuImaging, DotProductAdjointTest) {
   const RadarSystem s = paper_system(5);
-  const ImagingGrid g(Axis::linspace(-0.1, 0.1, 9), Axis::linspace(-0.1, 0.1, 7), Axis::linspace(0.35, 0.6, 11));
+  const ImagingGrid g(Axis::linspace(-0.1, 0.1, 9), Axis::linspace(-0.1, 0.1, 7),
+                      Axis::linspace(0.35, 0.6, 11));
   const GpuImagingPlan plan(s, g, 1);
   const auto x = random_complex<float>(g.voxels(), 81);
   const auto y = random_complex<float>(s.samples_per_frame(), 82);

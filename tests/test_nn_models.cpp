@@ -343,13 +343,18 @@ TEST(Pipeline, NormalisationIsPerSample) {
 
 TEST(Pipeline, RefusesCudaWrongArchitectureAndMismatchedSystem) {
   const Model m = tiny_model();
-  try {
-    LearnedPipeline("deep2s", m, DeviceKind::Cuda);
-    ADD_FAILURE() << "CUDA was accepted";
-  } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("GPU network backend is not built yet"), std::string::npos)
-        << e.what();
+  if (cuda_device_count() == 0) {
+    // No silent CPU fallback: asking for CUDA without a GPU is refused with the reason.
+    try {
+      LearnedPipeline("deep2s", m, DeviceKind::Cuda);
+      ADD_FAILURE() << "CUDA was accepted without a GPU";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("--device cuda was asked for"), std::string::npos) << e.what();
+    }
   }
+  // The CPU backend runs fp32 only.
+  EXPECT_THROW(LearnedPipeline("deep2s", m, DeviceKind::Cpu, ImagingMode::Exact, 8, Precision::Fp16),
+               InputError);
   EXPECT_THROW(LearnedPipeline("deep2s-resnet", m, DeviceKind::Cpu), InputError);
   EXPECT_THROW(LearnedPipeline("deep3s", m, DeviceKind::Cpu), InputError);
   RadarSystem other = m.system;

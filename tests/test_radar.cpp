@@ -55,7 +55,8 @@ TEST(System, RejectsBadSystems) {
   s.sweep = FrequencySweep({5e9, 0.0});
   EXPECT_THROW(validate_system(s, "x"), InputError);
   // A grid whose point (0, 0, 0) coincides with RX 1 at the origin.
-  const ImagingGrid on_antenna(Axis::linspace(-0.1, 0.1, 3), Axis::linspace(-0.1, 0.1, 3), Axis::linspace(0, 0.2, 3));
+  const ImagingGrid on_antenna(Axis::linspace(-0.1, 0.1, 3), Axis::linspace(-0.1, 0.1, 3),
+                               Axis::linspace(0, 0.2, 3));
   EXPECT_THROW(validate_grid(on_antenna, test::small_system(), "g"), InputError);
   EXPECT_THROW(CpuOperator(test::small_system(), on_antenna), InputError);
   EXPECT_NO_THROW(validate_grid(test::small_grid(), test::small_system(), "g"));
@@ -132,7 +133,8 @@ INSTANTIATE_TEST_SUITE_P(Sweeps, FastCpu, ::testing::Values(true, false));
 // The float operators are adjoint to each other to float accuracy.
 TEST(FastCpu, DotProductAdjointTestFloat) {
   const RadarSystem s = paper_system(5);
-  const ImagingGrid g(Axis::linspace(-0.1, 0.1, 9), Axis::linspace(-0.1, 0.1, 7), Axis::linspace(0.35, 0.6, 11));
+  const ImagingGrid g(Axis::linspace(-0.1, 0.1, 9), Axis::linspace(-0.1, 0.1, 7),
+                      Axis::linspace(0.35, 0.6, 11));
   const CpuOperator op(s, g);
   const auto x = random_complex<float>(g.voxels(), 5);
   const auto y = random_complex<float>(s.samples_per_frame(), 6);
@@ -171,14 +173,16 @@ TEST(FastCpu, PointTargetPeaksAtItsVoxel) {
       std::vector<cfloat> img(g.voxels());
       op.image(m, y.data(), img.data(), 1);
       const auto peak = std::max_element(img.begin(), img.end(),
-                                         [](cfloat a, cfloat b) { return std::abs(a) < std::abs(b); }) - img.begin();
-      EXPECT_EQ(static_cast<std::size_t>(peak), v) << "method " << int(m) << " voxel " << ix << "," << iy << "," << iz;
+                                         [](cfloat a, cfloat b) { return std::abs(a) < std::abs(b); }) -
+                        img.begin();
+      EXPECT_EQ(static_cast<std::size_t>(peak), v)
+          << "method " << int(m) << " voxel " << ix << "," << iy << "," << iz;
     }
   }
 }
 
-// The fast FFT-mode adjoint is within its stated accuracy (1e-3 relative) of the exact one, on random data and on
-// a point target, for K = 5, 15 and 40. The measured error is printed for docs/physics.md.
+// The fast FFT-mode adjoint is within its stated accuracy (1e-3 relative) of the exact one, on random data
+// and on a point target, for K = 5, 15 and 40. The measured error is printed for docs/physics.md.
 TEST(FastMode, AccuracyAgainstExact) {
   const ImagingGrid g = ImagingGrid::paper();
   for (int K : {5, 15, 40}) {

@@ -29,7 +29,8 @@ std::vector<std::complex<T>> random_complex(std::size_t n, unsigned seed) {
 template <class To, class From>
 std::vector<std::complex<To>> cast_complex(std::span<const std::complex<From>> v) {
   std::vector<std::complex<To>> out(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) out[i] = {static_cast<To>(v[i].real()), static_cast<To>(v[i].imag())};
+  for (std::size_t i = 0; i < v.size(); ++i)
+    out[i] = {static_cast<To>(v[i].real()), static_cast<To>(v[i].imag())};
   return out;
 }
 
@@ -50,16 +51,19 @@ template <class A, class B>
     den += std::norm(zb);
     if (d > worst) worst = d, worst_i = i;
   }
-  if (den == 0) return ::testing::AssertionFailure() << "the reference is all zeros: the comparison proves nothing";
+  if (den == 0)
+    return ::testing::AssertionFailure() << "the reference is all zeros: the comparison proves nothing";
   const double rel = std::sqrt(num / den);
   if (rel <= tol) return ::testing::AssertionSuccess() << "relative error " << rel;
-  return ::testing::AssertionFailure() << "relative error " << rel << " exceeds " << tol << "; worst element "
-                                       << worst_i << ": " << std::complex<double>(std::real(a[worst_i]), std::imag(a[worst_i]))
-                                       << " vs " << std::complex<double>(std::real(b[worst_i]), std::imag(b[worst_i]));
+  return ::testing::AssertionFailure()
+         << "relative error " << rel << " exceeds " << tol << "; worst element " << worst_i << ": "
+         << std::complex<double>(std::real(a[worst_i]), std::imag(a[worst_i])) << " vs "
+         << std::complex<double>(std::real(b[worst_i]), std::imag(b[worst_i]));
 }
 
 template <class A, class B>
-::testing::AssertionResult relative_error_below(const std::vector<A>& a, const std::vector<B>& b, double tol) {
+::testing::AssertionResult relative_error_below(const std::vector<A>& a, const std::vector<B>& b,
+                                                double tol) {
   return relative_error_below(std::span<const A>(a), std::span<const B>(b), tol);
 }
 
@@ -74,7 +78,8 @@ inline RadarSystem small_system(bool uniform = true) {
 }
 
 inline ImagingGrid small_grid() {
-  return ImagingGrid(Axis::linspace(-0.08, 0.08, 5), Axis::linspace(-0.06, 0.06, 4), Axis::linspace(0.3, 0.45, 6));
+  return ImagingGrid(Axis::linspace(-0.08, 0.08, 5), Axis::linspace(-0.06, 0.06, 4),
+                     Axis::linspace(0.3, 0.45, 6));
 }
 
 }  // namespace nfmimo::test

@@ -19,6 +19,7 @@
 #include "radar/names.hpp"
 #include "radar/reference.hpp"
 #include "tools/bench/harness.hpp"
+#include "tools/bench/learned_bench.hpp"
 #include "tools/commands.hpp"
 
 namespace nfmimo {
@@ -26,8 +27,8 @@ namespace {
 
 struct BenchOptions {
   std::string methods = "adjoint", modes = "exact,fast", batches = "1,64,512", devices = "auto", system = "paper";
-  std::string json, csv, grid = "paper";
-  int freqs = 15;
+  std::string json, csv, grid = "paper", precisions = "fp32,tf32,fp16", train_batches = "32", model;
+  int freqs = 15, width = 0;
   bool quick = false;
   double seconds = 5;
 };
@@ -110,32 +111,66 @@ class PhysicsBench {
   std::map<std::string, std::vector<cdouble>> references_;
 };
 
-void run(const BenchOptions& o) {
-  const RadarSystem s = named_system(o.system, o.freqs);
-  const ImagingGrid g = parse_grid(o.grid);
-  validate_grid(g, s, "--grid");
+std::vector<int> parse_batches(const std::string& text, const char* option) {
   std::vector<int> batches;
-  for (const auto& b : split(o.batches)) {
+  for (const auto& b : split(text)) {
     int v = 0;
     try {
       v = std::stoi(b);
     } catch (const std::exception&) {
-      throw InputError(fmt::format("--batch: '{}' is not a number", b));
+      throw InputError(fmt::format("{}: '{}' is not a number", option, b));
     }
-    require(v >= 1, fmt::format("--batch: {} is not a positive batch size", v));
+    require(v >= 1, fmt::format("{}: {} is not a positive batch size", option, v));
     batches.push_back(v);
   }
-  require(!batches.empty(), "--batch: no batch sizes given");
+  require(!batches.empty(), fmt::format("{}: no batch sizes given", option));
+  return batches;
+}
+
+void run(const BenchOptions& o) {
+  const RadarSystem s = named_system(o.system, o.freqs);
+  const ImagingGrid g = parse_grid(o.grid);
+  validate_grid(g, s, "--grid");
+  const std::vector<int> batches = parse_batches(o.batches, "--batch");
+  // Learned rows (networks, pipelines, train-<arch>) apart from the physics operators.
+  bench::LearnedBenchOptions learned;
+  learned.batches = batches;
+  learned.train_batches = parse_batches(o.train_batches, "--train-batch");
+  learned.precisions = split(o.precisions);
+  learned.width = o.width;
+  learned.model = o.model;
+  for (const auto& mode : split(o.modes)) learned.modes.push_back(parse_mode(mode));
+  std::vector<std::string> physics_methods;
+  for (const auto& m : split(o.methods)) {
+    if (bench::is_learned_row(m))
+      bench::add_learned_row(m, learned);
+    else
+      physics_methods.push_back(m);
+  }
+  const bool any_learned =
+      !learned.networks.empty() || !learned.pipelines.empty() || !learned.training.empty();
   std::vector<PhysicsOp> ops;
-  for (const auto& m : split(o.methods))
+  for (const auto& m : physics_methods)
     for (const auto& mode : split(o.modes)) {
-      if (m != "forward") parse_method(m);
+      if (m != "forward") {
+        try {
+          parse_method(m);
+        } catch (const InputError&) {
+          throw InputError(
+              fmt::format("--methods: unknown '{}' (physics: forward, adjoint, backprojection, kirchhoff; "
+                          "networks: unet3d, "
+                          "unet2d, resnet, cv-unet3d; pipelines: deep2s, cv-deep2s, deep2s-unet2d, "
+                          "deep2s-resnet; training: "
+                          "train-<network>)",
+                          m));
+        }
+      }
       const ImagingMode md = parse_mode(mode);
       if (md == ImagingMode::Fast && (m == "forward" || m == "kirchhoff")) continue;  // no fast variant
       if (m == "forward" && mode != split(o.modes).front()) continue;
       ops.push_back({m, md});
     }
-  require(!ops.empty(), "--methods/--modes select nothing to benchmark");
+  require(!ops.empty() || any_learned, "--methods/--modes select nothing to benchmark");
   std::vector<DeviceKind> devices;
   for (const auto& d : split(o.devices)) {
     if (d == "all") {
@@ -149,6 +184,7 @@ void run(const BenchOptions& o) {
   bench::TimingRules rules;
   rules.target_seconds = o.seconds;
   if (o.quick) rules = {1, 2, 3, 0.2};
+  learned.rules = rules;
   const int max_batch = *std::max_element(batches.begin(), batches.end());
   PhysicsBench pb(s, g, max_batch);
 
@@ -158,21 +194,38 @@ void run(const BenchOptions& o) {
   std::vector<bench::Row> rows;
   std::vector<bench::Ceilings> row_ceilings;
   std::map<std::string, bench::Ceilings> ceilings;
+  // Per device and precision: the matrix-unit rate the learned rows are measured against (the CPU has one).
+  std::map<std::string, std::map<std::string, bench::Ceilings>> matrix_ceilings;
   for (DeviceKind d : devices) {
     const std::string dev = to_string(d);
     std::fprintf(stderr, "bench: measuring %s ceilings...\n", dev.c_str());
     if (d == DeviceKind::Cpu) {
       ceilings[dev] = bench::measure_cpu_ceilings();
+      for (const char* p : {"fp32", "tf32", "fp16", "bf16"}) matrix_ceilings[dev][p] = ceilings[dev];
     } else {
       const GpuCeilings gc = measure_gpu_ceilings();
       ceilings[dev] = {gc.fp32_tflops * 1e12, gc.copy_gbs * 1e9, "FP32 FMA kernel; device copy of 1 GiB"};
+      const double bw = gc.copy_gbs * 1e9;
+      matrix_ceilings[dev]["fp32"] = {
+          std::max(gc.gemm_fp32_tflops, gc.fp32_tflops) * 1e12, bw,
+          "cuBLAS FP32 GEMM 8192^3 (no tensor cores) or the FMA kernel; device copy"};
+      matrix_ceilings[dev]["tf32"] = {gc.gemm_tf32_tflops * 1e12, bw, "cuBLAS TF32 GEMM 8192^3; device copy"};
+      matrix_ceilings[dev]["fp16"] = {gc.gemm_fp16_tflops * 1e12, bw,
+                                      "cuBLAS FP16 GEMM 8192^3, FP32 accumulation; device copy"};
+      matrix_ceilings[dev]["bf16"] = {gc.gemm_bf16_tflops * 1e12, bw,
+                                      "cuBLAS BF16 GEMM 8192^3, FP32 accumulation; device copy"};
+      report["ceilings"][dev]["gemm_tflops"] = {{"fp32", gc.gemm_fp32_tflops},
+                                                {"tf32", gc.gemm_tf32_tflops},
+                                                {"fp16", gc.gemm_fp16_tflops},
+                                                {"bf16", gc.gemm_bf16_tflops}};
     }
-    report["ceilings"][dev] = {{"flops_per_s", ceilings[dev].flops_per_s},
-                               {"bytes_per_s", ceilings[dev].bytes_per_s},
-                               {"how", ceilings[dev].how}};
+    report["ceilings"][dev]["flops_per_s"] = ceilings[dev].flops_per_s;
+    report["ceilings"][dev]["bytes_per_s"] = ceilings[dev].bytes_per_s;
+    report["ceilings"][dev]["how"] = ceilings[dev].how;
   }
 
   for (DeviceKind d : devices) {
+    if (ops.empty()) break;
     const std::string dev = to_string(d);
     std::unique_ptr<CpuOperator> cpu;
     std::unique_ptr<GpuImagingPlan> gpu;
@@ -240,6 +293,13 @@ void run(const BenchOptions& o) {
         row_ceilings.push_back(ceilings[dev]);
       }
   }
+  if (any_learned)
+    for (DeviceKind d : devices) {
+      const std::string dev = to_string(d);
+      bench::run_learned_rows(
+          s, g, d, learned, [&](const std::string& p) { return matrix_ceilings[dev].at(p); }, rows,
+          row_ceilings);
+    }
   for (std::size_t i = 0; i < rows.size(); ++i) report["rows"].push_back(bench::to_json(rows[i], row_ceilings[i]));
   bench::print_table(rows, row_ceilings);
   if (!o.json.empty()) {
@@ -259,7 +319,21 @@ void run(const BenchOptions& o) {
 void add_bench_command(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   CLI::App* c = app.add_subcommand("bench", "Benchmark throughput and latency (JSON/CSV), with floors and checks");
-  c->add_option("--methods", o->methods, "Comma list: adjoint, backprojection, kirchhoff, forward")->capture_default_str();
+  c->add_option(
+       "--methods", o->methods,
+       "Comma list: physics (adjoint, backprojection, kirchhoff, forward), networks (unet3d, unet2d, "
+       "resnet, cv-unet3d), pipelines (deep2s, cv-deep2s, deep2s-unet2d, deep2s-resnet), training "
+       "steps (train-unet3d, ...)")
+      ->capture_default_str();
+  c->add_option("--precision", o->precisions,
+                "Comma list for the learned rows: fp32, tf32, fp16, bf16 (CPU: fp32)")
+      ->capture_default_str();
+  c->add_option("--train-batch", o->train_batches, "Comma list of training-step batch sizes")
+      ->capture_default_str();
+  c->add_option("--width", o->width, "Network width for the learned rows (0: the paper's)")
+      ->capture_default_str();
+  c->add_option("--model", o->model,
+                "Weights file for the learned rows of its architecture (default: random weights)");
   c->add_option("--modes", o->modes, "Comma list: exact, fast")->capture_default_str();
   c->add_option("--batch", o->batches, "Comma list of batch sizes")->capture_default_str();
   c->add_option("--device", o->devices, "Comma list: auto, cpu, cuda, all")->capture_default_str();

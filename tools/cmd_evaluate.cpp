@@ -302,9 +302,9 @@ void add_evaluate_command(CLI::App& app) {
       "--model", o->models,
       "Weights file of the learned methods (FILE), or of one of them (METHOD=FILE, METHOD as in --methods, "
       "e.g. deep2s@old=old.h5); repeatable");
-  c->add_option(
-      "--precision", o->precision,
-      "fp32 | tf32 | fp16 (learned methods on the GPU; per instance: --param NAME@TAG.precision=P)");
+  c->add_option("--precision", o->precision,
+                "fp32 | tf32 | fp16 | bf16: learned methods on the GPU (default fp16; the CPU runs fp32; per "
+                "instance: --param NAME@TAG.precision=P)");
   c->add_option("--param", o->params, "key=value for every method, or method.key=value (repeatable)");
   c->add_flag("--force,-f", o->force, "Replace existing output files");
   c->callback([o] { run(*o); });

@@ -18,7 +18,8 @@ namespace nfmimo {
 namespace {
 
 struct ReconstructOptions {
-  std::string input, output, method = "adjoint", mode = "exact", device = "auto", png, vti, grid, model, precision;
+  std::string input, output, method = "adjoint", mode = "exact", device = "auto", png, vti, grid, model,
+                             precision;
   std::vector<std::string> params;
   bool complex = false, force = false;
   int batch = 64;
@@ -82,7 +83,8 @@ void run(const ReconstructOptions& o) {
   v.device = result.device;
   v.extra_json = result.extra_json;
   if (o.complex) {
-    require(!result.complex.empty(), fmt::format("--complex: method '{}' produces magnitudes only", o.method));
+    require(!result.complex.empty(),
+            fmt::format("--complex: method '{}' produces magnitudes only", o.method));
     v.complex = result.complex;
   } else {
     v.magnitude = result.magnitude;
@@ -104,7 +106,8 @@ void run(const ReconstructOptions& o) {
     write_vti(o.vti, grid, frames, "magnitude", o.force);
   }
   std::printf("reconstructed %d frame%s with %s on %s in %.1f ms (%.3f ms/frame) -> %s\n", m.frames,
-              m.frames == 1 ? "" : "s", v.method.c_str(), v.device.c_str(), ms, ms / m.frames, o.output.c_str());
+              m.frames == 1 ? "" : "s", v.method.c_str(), v.device.c_str(), ms, ms / m.frames,
+              o.output.c_str());
 }
 
 }  // namespace
@@ -115,14 +118,18 @@ void add_reconstruct_command(CLI::App& app) {
   c->add_option("input", o->input, "Measurement file (HDF5, docs/formats.md)")->required();
   c->add_option("--out,-o", o->output, "Volume file to write (HDF5)")->required();
   c->add_option("--method,-m", o->method, "Method: " + method_names())->capture_default_str();
-  c->add_option("--mode", o->mode, "exact | fast (FFT range compression; uniform sweeps)")->capture_default_str();
+  c->add_option("--mode", o->mode, "exact | fast (FFT range compression; uniform sweeps)")
+      ->capture_default_str();
   c->add_option("--device,-d", o->device, "auto | cpu | cuda")->capture_default_str();
   c->add_option("--png", o->png, "Also write maximum-intensity projections in dB (PNG)");
   c->add_option("--vti", o->vti, "Also write a VTK image file for ParaView");
-  c->add_option("--grid", o->grid, "Imaging grid 'x0:x1:nx,y0:y1:ny,z0:z1:nz' (m) or 'paper'; default: the file's /grid, else paper");
+  c->add_option(
+      "--grid", o->grid,
+      "Imaging grid 'x0:x1:nx,y0:y1:ny,z0:z1:nz' (m) or 'paper'; default: the file's /grid, else paper");
   c->add_option("--batch", o->batch, "Frames per GPU launch")->capture_default_str();
   c->add_option("--model", o->model, "Weights file of a learned method");
-  c->add_option("--precision", o->precision, "fp32 | tf32 | fp16 (learned methods on the GPU)");
+  c->add_option("--precision", o->precision,
+                "fp32 | tf32 | fp16 | bf16: learned methods on the GPU (default fp16; the CPU runs fp32)");
   c->add_option("--param", o->params, "Method-specific option key=value (repeatable)");
   c->add_flag("--complex", o->complex, "Store complex volumes instead of magnitudes");
   c->add_flag("--force,-f", o->force, "Replace existing output files");

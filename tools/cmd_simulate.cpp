@@ -53,15 +53,16 @@ void run(const SimulateOptions& o) {
   }
   write_measurements(o.output, m, {.overwrite = o.force});
   std::printf("simulated %zu point%s with %s%s -> %s\n", points.size(), points.size() == 1 ? "" : "s",
-              describe(system).c_str(), std::isnan(o.snr_db) ? "" : fmt::format(", SNR {} dB", o.snr_db).c_str(),
-              o.output.c_str());
+              describe(system).c_str(),
+              std::isnan(o.snr_db) ? "" : fmt::format(", SNR {} dB", o.snr_db).c_str(), o.output.c_str());
 }
 
 }  // namespace
 
 void add_simulate_command(CLI::App& app) {
   auto o = std::make_shared<SimulateOptions>();
-  CLI::App* c = app.add_subcommand("simulate", "Simulate measurements of point scatterers (exact Born model)");
+  CLI::App* c =
+      app.add_subcommand("simulate", "Simulate measurements of point scatterers (exact Born model)");
   c->add_option("--points", o->points, "\"x,y,z,amplitude;...\" in metres")->required();
   c->add_option("--out,-o", o->output, "Measurement file to write")->required();
   c->add_option("--system", o->system, "Radar system by name")->capture_default_str();

@@ -20,11 +20,11 @@ struct MethodContext {
   const ImagingGrid* grid = nullptr;
   const cfloat* measurements = nullptr;  // host [frames, K, T, R]
   int frames = 0;
-  DeviceKind device = DeviceKind::Auto;  // as requested; methods resolve it
-  std::string mode = "exact";            // physics operator mode: exact | fast
-  int batch = 64;                        // frames per device launch
-  std::string model;                     // weights file for learned methods
-  std::string precision;                 // fp32 | tf32 | fp16 | "" (method default)
+  DeviceKind device = DeviceKind::Auto;       // as requested; methods resolve it
+  std::string mode = "exact";                 // physics operator mode: exact | fast
+  int batch = 64;                             // frames per device launch
+  std::string model;                          // weights file for learned methods
+  std::string precision;                      // fp32 | tf32 | fp16 | "" (method default)
   std::map<std::string, std::string> params;  // method-specific options from --param key=value
 };
 

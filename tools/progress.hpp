@@ -13,7 +13,10 @@ namespace nfmimo {
 class ProgressBar {
  public:
   ProgressBar(std::string label, std::size_t total, std::string unit = "items")
-      : label_(std::move(label)), unit_(std::move(unit)), total_(total), enabled_(isatty(STDERR_FILENO) == 1),
+      : label_(std::move(label)),
+        unit_(std::move(unit)),
+        total_(total),
+        enabled_(isatty(STDERR_FILENO) == 1),
         start_(std::chrono::steady_clock::now()) {}
   ~ProgressBar() { finish(); }
 
@@ -31,8 +34,9 @@ class ProgressBar {
     const int filled = total_ ? static_cast<int>(width * double(done) / total_) : width;
     std::string bar(filled, '#');
     bar.resize(width, '.');
-    std::fprintf(stderr, "\r%s [%s] %zu/%zu %s  %.1f %s/s  %s left %s\033[K", label_.c_str(), bar.c_str(), done, total_,
-                 unit_.c_str(), rate, unit_.c_str(), format_seconds(left).c_str(), extra.c_str());
+    std::fprintf(stderr, "\r%s [%s] %zu/%zu %s  %.1f %s/s  %s left %s\033[K", label_.c_str(), bar.c_str(),
+                 done, total_, unit_.c_str(), rate, unit_.c_str(), format_seconds(left).c_str(),
+                 extra.c_str());
     std::fflush(stderr);
     drawn_ = true;
   }

@@ -1,27 +1,34 @@
 #!/usr/bin/env bash
 # Prepares .device/ for a run on the lent GPU machine (see docs/performance.md, "Device runs"): the binaries built
-# here and every shared library they need that the device machine lacks (not glibc, libstdc++, libgcc_s, CUDA or
-# cuDNN, which it has). Then call the device tool with carry [".device"] and the command
-#   tools/scripts/device_check.sh
+# here and every shared library they need that the device machine lacks (not glibc, libstdc++, libgcc_s, CUDA,
+# cuBLAS or cuDNN, which it has; oneDNN's libdnnl and its libOpenCL, HDF5 and the rest do travel), packed into
+# .device/bundle.tar.xz so that the whole carry stays under the device tool's 64 MiB (libdnnl alone is ~38 MB
+# unpacked). Then call the device tool with carry [".device"] and the command
+#   tools/scripts/device_check.sh          (unpacks the bundle, runs the GPU tests and the benchmarks)
+#
 #   tools/scripts/device_bundle.sh [BUILD_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build}
-grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
-rm -rf .device && mkdir -p .device/bin .device/lib
-cp "$build/nfmimo" .device/bin/
-for t in "$build"/tests/test_*; do [ -x "$t" ] && cp "$t" .device/bin/; done
+exclude="$(git rev-parse --git-common-dir)/info/exclude"  # a worktree's .git is a file
+grep -qx '/.device/' "$exclude" 2>/dev/null || echo '/.device/' >> "$exclude"
+rm -rf .device && mkdir -p .device/stage/bin .device/stage/lib
+cp "$build/nfmimo" .device/stage/bin/
+# The GPU tests (label gpu: test_gpu_* and test_*_gpu) and the benchmark programs; CPU-only tests stay here.
+for t in "$build"/tests/test_gpu_* "$build"/tests/test_*_gpu; do [ -x "$t" ] && cp "$t" .device/stage/bin/; done
 for b in nfmimo_bench_networks nfmimo_bench_training bench_synthesizer; do
-  [ -x "$build/$b" ] && cp "$build/$b" .device/bin/ || true
+  [ -x "$build/$b" ] && cp "$build/$b" .device/stage/bin/ || true
 done
-for b in .device/bin/*; do
+for b in .device/stage/bin/*; do
   ldd "$b" | awk '/=> \// {print $3}'
 done | sort -u | while read -r lib; do
   case "$(basename "$lib")" in
     libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|libresolv.so*|libstdc++.so*|libgcc_s.so*) ;;
     libcuda*|libcudnn*|libcufft*|libcublas*|libcudart*|libnvrtc*|libnvJitLink*) ;;
-    *) cp -L "$lib" .device/lib/ ;;
+    *) cp -L "$lib" .device/stage/lib/ ;;
   esac
 done
-strip --strip-unneeded .device/bin/* 2>/dev/null || true
-du -sh .device
+strip --strip-unneeded .device/stage/bin/* .device/stage/lib/* 2>/dev/null || true
+tar -C .device/stage -cf - bin lib | xz -T2 -6 > .device/bundle.tar.xz
+rm -rf .device/stage
+du -sh .device/bundle.tar.xz

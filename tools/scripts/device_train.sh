@@ -8,6 +8,9 @@ set -uo pipefail
 out=${OUT:-device-out}
 budget=${BUDGET:-7m}
 mkdir -p "$out"
+if [ -f .device/bundle.tar.xz ] && [ ! -x .device/bin/nfmimo ]; then
+  xz -dc .device/bundle.tar.xz | tar -C .device -xf -
+fi
 export LD_LIBRARY_PATH=$PWD/.device/lib:/usr/lib/x86_64-linux-gnu:/usr/local/cuda-13.0/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}
 bin=.device/bin
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"

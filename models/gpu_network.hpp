@@ -1,0 +1,102 @@
+// The cuDNN backend of the network engine: executes the same Network graph as the CPU backends, on the GPU.
+//
+// Inside, activations are channels-last ([n, x, y, z, c], NDHWC) in the compute storage type of the
+// precision:
+//   fp32  float32 storage and arithmetic (no tensor cores: cuDNN's FMA kernels)
+//   tf32  float32 storage, convolutions on TF32 tensor cores (10-bit mantissa products, float32 accumulation)
+//   fp16  float16 storage, tensor cores with float32 accumulation (cuDNN's "pseudo half" configuration)
+//   bf16  bfloat16 storage, tensor cores with float32 accumulation
+// The public calls take and return the logical layout in float32 ([n, c, x, y, z]; a plain cast when c = 1).
+//
+// Inference mode folds each batch norm into the preceding convolution when the parameters are loaded and
+// fuses a following ReLU into it (cudnnConvolutionBiasActivationForward where cuDNN runs it faster than the
+// plain convolution plus our bias-and-activation kernel: measured once per shape when the plan is built);
+// sigmoid and other epilogues are one small kernel. Training mode keeps every activation for backward, uses
+// batch statistics (updating the running ones) and fuses batch norm with a following ReLU into one pass.
+//
+// Plans: one per batch size (at most two kept), built on first use or by plan(n): cuDNN algorithms chosen by
+// measurement (cudnnFind*Ex, cached per shape and precision for the process), one workspace, every activation
+// buffer (inference reuses dead ones). Executing a plan allocates nothing and never synchronises with the
+// host, so a whole forward pass can be captured in a CUDA graph. Simple layers (pooling, concat, crop, pad,
+// add, activations, batch norm in training, dense) are the kernels of models/gpu_kernels.cu.
+//
+// This header compiles without nvcc and without CUDA headers.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/network.hpp"
+#include "models/reference.hpp"
+#include "models/training_backend.hpp"
+
+struct CUstream_st;
+
+namespace nfmimo::nn {
+
+struct GpuNetworkInternals;
+
+class GpuNetwork {
+ public:
+  // InputError when CUDA is unavailable (a build without it, or no GPU), or when the parameters do not fit
+  // the network (check_parameters).
+  GpuNetwork(Network network, const Parameters& parameters, Mode mode, Precision precision);
+  ~GpuNetwork();
+  GpuNetwork(const GpuNetwork&) = delete;
+  GpuNetwork& operator=(const GpuNetwork&) = delete;
+
+  const Network& network() const;
+  Mode mode() const;
+  Precision precision() const;
+
+  // Builds the plan for batch n now (allocations, algorithm measurements, a warm-up run); forward does it on
+  // the first use of n otherwise. Planning synchronises the device.
+  void plan(int n);
+
+  // Device memory, logical float32 layouts, ordered on `stream`. No allocation and no host synchronisation
+  // once the batch size is planned. Training mode: batch statistics (running statistics updated) and
+  // activations kept for backward_device.
+  void forward_device(const float* d_input, float* d_output, int n, CUstream_st* stream);
+  // Inference-mode output of any network (training mode: running statistics, nothing updated).
+  void predict_device(const float* d_input, float* d_output, int n, CUstream_st* stream);
+  // Training mode, after forward_device: back-propagates d(loss)/d(output) (device, logical layout, already
+  // multiplied by any loss scale) into the gradient buffers; writes d(loss)/d(input) when d_grad_input is not
+  // null.
+  void backward_device(const float* d_grad_output, float* d_grad_input, CUstream_st* stream);
+
+  // Host-memory conveniences (synchronous; tests and small tools).
+  void forward(const float* input, float* output, int n);
+  void predict(const float* input, float* output, int n);
+  void backward(const float* grad_output, float* grad_input);
+
+  // Current parameters in the layouts of models/network.hpp (training mode: running statistics as updated by
+  // forward). Synchronises.
+  Parameters parameters() const;
+  // Replaces the parameters (checked; inference mode folds them again). Synchronises.
+  void set_parameters(const Parameters& parameters);
+  // Gradients of the last backward for every trainable parameter, in the parameter layouts (training mode).
+  std::map<std::string, std::vector<float>> gradients() const;
+
+  // "cuda (NVIDIA H200, cuDNN 9.14.0, fp16)".
+  std::string description() const;
+  // Device memory held by parameters and plans, in bytes.
+  std::size_t device_bytes() const;
+
+  // For the training backend (models/gpu_training.cpp).
+  GpuNetworkInternals& internals();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The precision a learned method uses on the GPU when none is asked for: the fastest one whose PSNR stays
+// within 0.1 dB of fp32 on a test set (docs/networks.md, "Precision"). Inference precisions: fp32, tf32,
+// fp16, bf16.
+Precision default_gpu_precision();
+// "fp32" etc. for inference, InputError naming the choices otherwise.
+Precision parse_inference_precision(const std::string& name);
+
+}  // namespace nfmimo::nn
