@@ -10,6 +10,9 @@
 
 #include "data/hdf5.hpp"
 #include "data/measurement_file.hpp"
+#include "kernels/device_array.hpp"
+#include "kernels/gpu_imaging.hpp"
+#include "kernels/gpu_normalise.hpp"
 #include "kernels/imager.hpp"
 #include "models/pipeline.hpp"
 #include "radar/error.hpp"
@@ -78,12 +81,14 @@ class SynthesizedSource final : public BatchSource {
     return fmt::format("synthesizer on the fly (seed {}, {} samples per epoch, {})", s_.seed,
                        std::int64_t(s_.batch) * s_.batches_per_epoch, synth_.device_description());
   }
-  std::string record_json() const override {
+  std::string record_json() const override { return record(s_); }
+  // What decides the samples (not the device: both devices make the same scenes).
+  static std::string record(const SynthesizedSourceSettings& s) {
     nlohmann::json j;
     j["kind"] = "synthesize";
-    j["seed"] = s_.seed;
-    j["samples_per_epoch"] = std::int64_t(s_.batch) * s_.batches_per_epoch;
-    j["scene_config"] = nlohmann::json::parse(scene_config_json(s_.config));
+    j["seed"] = s.seed;
+    j["samples_per_epoch"] = std::int64_t(s.batch) * s.batches_per_epoch;
+    j["scene_config"] = nlohmann::json::parse(scene_config_json(s.config));
     return j.dump();
   }
   const SampleFormat& format() const override { return s_.format; }
@@ -105,6 +110,83 @@ class SynthesizedSource final : public BatchSource {
   SynthesizedSourceSettings s_;
   Synthesizer synth_;
   SamplePreparer preparer_;
+};
+
+// ---- synthesizer on the GPU ---------------------------------------------------------------------------
+
+class GpuSynthesizedSource final : public BatchSource {
+ public:
+  explicit GpuSynthesizedSource(const SynthesizedSourceSettings& s)
+      : s_(checked(s)),
+        host_record_(SynthesizedSource::record(s)),
+        synth_(s.format.system, s.format.grid, s.config, s.seed, DeviceKind::Cuda, s.batch),
+        plan_(s.format.system, s.format.grid, s.batch),
+        targets_(2 * std::size_t(s.batch) * s.format.voxels()),
+        measurements_(2 * std::size_t(s.batch) * s.format.system.samples_per_frame()),
+        adjoint_(2 * std::size_t(s.batch) * s.format.voxels()),
+        snr_(std::size_t(s.batch)) {}
+
+  std::string description() const override {
+    return fmt::format("synthesizer on the fly on the GPU (seed {}, {} samples per epoch, {})", s_.seed,
+                       std::int64_t(s_.batch) * s_.batches_per_epoch, synth_.device_description());
+  }
+  std::string record_json() const override { return host_record_; }
+  const SampleFormat& format() const override { return s_.format; }
+  int batch_size() const override { return s_.batch; }
+  int batches_per_epoch() const override { return s_.batches_per_epoch; }
+  bool device_resident() const override { return true; }
+
+  int produce_device(std::int64_t epoch, int index, float* d_input, float* d_target,
+                     CUstream_st* stream) override {
+    const std::uint64_t first =
+        (std::uint64_t(epoch) * std::uint64_t(s_.batches_per_epoch) + std::uint64_t(index)) *
+        std::uint64_t(s_.batch);
+    // cfloat has float2's layout: the float buffers hold interleaved real and imaginary parts.
+    auto* targets = reinterpret_cast<cfloat*>(targets_.data());
+    auto* measurements = reinterpret_cast<cfloat*>(measurements_.data());
+    auto* adjoint = reinterpret_cast<cfloat*>(adjoint_.data());
+    const std::size_t V = s_.format.voxels();
+    synth_.generate_device(first, s_.batch, targets, measurements, snr_.data(), stream);
+    plan_.image(Method::Adjoint, ImagingMode::Exact, measurements, adjoint, s_.batch, stream);
+    normalise_by_sample_max(adjoint, d_input, s_.batch, V,
+                            s_.format.complex_input ? NormaliseMode::Complex : NormaliseMode::Magnitude,
+                            stream);
+    complex_magnitude(targets, d_target, std::size_t(s_.batch) * V, stream);
+    return s_.batch;
+  }
+
+  void produce(std::int64_t epoch, int index, HostBatch& out) override {
+    if (!stream_) {
+      stream_ = std::make_unique<DeviceStream>();
+      input_ =
+          std::make_unique<DeviceFloats>(std::size_t(s_.batch) * s_.format.channels() * s_.format.voxels());
+      target_ = std::make_unique<DeviceFloats>(std::size_t(s_.batch) * s_.format.voxels());
+    }
+    out.epoch = epoch;
+    out.index = index;
+    resize_batch(out, s_.format, s_.batch);
+    produce_device(epoch, index, input_->data(), target_->data(), stream_->get());
+    input_->download(out.input.data(), out.input.size(), stream_->get());
+    target_->download(out.target.data(), out.target.size(), stream_->get());
+    stream_->synchronize();
+  }
+
+ private:
+  static const SynthesizedSourceSettings& checked(const SynthesizedSourceSettings& s) {
+    require(s.batch >= 1, fmt::format("the batch size must be positive (got {})", s.batch));
+    require(s.batches_per_epoch >= 1,
+            fmt::format("an epoch needs at least one batch (got {})", s.batches_per_epoch));
+    return s;
+  }
+
+  SynthesizedSourceSettings s_;
+  std::string host_record_;
+  Synthesizer synth_;
+  GpuImagingPlan plan_;
+  DeviceFloats targets_, measurements_, adjoint_, snr_;
+  // Host copies (produce): created on first use.
+  std::unique_ptr<DeviceStream> stream_;
+  std::unique_ptr<DeviceFloats> input_, target_;
 };
 
 // ---- dataset files ------------------------------------------------------------------------------------
@@ -194,6 +276,11 @@ class FileSource final : public BatchSource {
 
 std::unique_ptr<BatchSource> make_synthesized_source(const SynthesizedSourceSettings& settings) {
   return std::make_unique<SynthesizedSource>(settings);
+}
+
+std::unique_ptr<BatchSource> make_gpu_synthesized_source(const SynthesizedSourceSettings& settings) {
+  resolve_device(DeviceKind::Cuda);  // InputError with the reason when there is no usable GPU
+  return std::make_unique<GpuSynthesizedSource>(settings);
 }
 
 TrainingFileInfo inspect_training_file(const std::string& path) {

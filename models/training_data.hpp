@@ -108,6 +108,15 @@ struct SynthesizedSourceSettings {
 // of `seed`, so no sample is ever repeated and every epoch is new data.
 std::unique_ptr<BatchSource> make_synthesized_source(const SynthesizedSourceSettings& settings);
 
+// The same samples made on the GPU (settings.device is ignored: CUDA), device-resident: produce_device runs
+// the synthesizer's generate_device, the plan's exact adjoint, the per-sample normalisation kernel and |x|
+// for the targets, all queued on the caller's stream with no host synchronisation; produce (host backends)
+// copies the batch back. Inputs agree with the host source within float tolerance (another summation order in
+// the adjoint); targets are |x| without the division by the maximum, which synthesizer scenes already have
+// equal to 1. The record is the host source's, so a run may be resumed on either device. InputError without a
+// usable GPU.
+std::unique_ptr<BatchSource> make_gpu_synthesized_source(const SynthesizedSourceSettings& settings);
+
 // What a dataset file offers for training, after checking that it can be used: a measurement file with /grid
 // and /targets [N, nx, ny, nz] matching /measurements [N, K, T, R]. InputError naming the file otherwise.
 struct TrainingFileInfo {

@@ -8,7 +8,9 @@
 #include "kernels/device.hpp"
 #include "models/architectures.hpp"
 #include "models/training_backend.hpp"
+#include "models/training_data.hpp"
 #include "tests/cli_util.hpp"
+#include "tests/test_util.hpp"
 
 namespace nfmimo::nn {
 namespace {
@@ -28,9 +30,32 @@ TEST(TrainGpu, StepsMatchTheCpuBackend) {
   for (int step = 0; step < 5; ++step) {
     const StepResult a = cpu->step(input.data(), target.data(), 4, s);
     const StepResult b = gpu->step(input.data(), target.data(), 4, s);
-    // fp32 on both; the GPU sums in another order: losses agree to float accuracy of a few steps' drift.
-    EXPECT_NEAR(b.loss, a.loss, 1e-4 * a.loss) << "step " << step;
-    EXPECT_NEAR(b.gradient_norm, a.gradient_norm, 1e-3 * a.gradient_norm) << "step " << step;
+    ASSERT_TRUE(a.finite && b.finite);
+    // Step 0 starts from the same weights: fp32 on both, other summation orders, so float accuracy. Adam then
+    // amplifies rounding differences of near-zero gradient components (m / sqrt(v) is O(1) whatever their
+    // size), so later steps are only held to the same trajectory.
+    const double tol = step == 0 ? 1e-5 : 2e-2;
+    EXPECT_NEAR(b.loss, a.loss, tol * a.loss) << "step " << step;
+    EXPECT_NEAR(b.gradient_norm, a.gradient_norm, 10 * tol * a.gradient_norm) << "step " << step;
+  }
+}
+
+// The GPU data path makes the host path's training pairs: same scenes (targets bit-identical before |x|), the
+// adjoint within float tolerance (another summation order), the same normalisation.
+TEST(TrainGpu, GpuSynthesizedSourceMatchesTheHostSource) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no GPU";
+  for (const bool complex_input : {false, true}) {
+    const SampleFormat f{paper_system(15), ImagingGrid::paper(), complex_input};
+    const SynthesizedSourceSettings s{f, SceneConfig{}, 5, 4, 3, DeviceKind::Cpu};
+    auto host = make_synthesized_source(s);
+    auto gpu = make_gpu_synthesized_source(s);
+    EXPECT_TRUE(gpu->device_resident());
+    EXPECT_EQ(gpu->record_json(), host->record_json());
+    HostBatch a, b;
+    host->produce(2, 1, a);
+    gpu->produce(2, 1, b);
+    EXPECT_TRUE(test::relative_error_below(b.input, a.input, 2e-5));
+    EXPECT_TRUE(test::relative_error_below(b.target, a.target, 1e-6));
   }
 }
 

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/hdf5.hpp"
+#include "kernels/device.hpp"
 #include "models/architectures.hpp"
 #include "models/losses.hpp"
 #include "models/metrics.hpp"
@@ -345,6 +346,12 @@ TEST(TrainingData, InputsAreThePipelinesNetworkInputAndTargetsAreNormalisedMagni
   std::vector<float> out(4);
   normalised_target_magnitudes(t.data(), 2, 2, out.data());
   EXPECT_EQ(out, (std::vector<float>{0.75f, 1.0f, 0.0f, 0.0f}));
+}
+
+TEST(TrainingData, GpuSourceWithoutAGpuIsRefusedClearly) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "a GPU is present (tests/test_gpu_training.cpp covers it)";
+  EXPECT_THROW(make_gpu_synthesized_source({tiny_format(), SceneConfig{}, 1, 2, 2, DeviceKind::Cuda}),
+               InputError);
 }
 
 TEST(TrainingData, EpochPermutationsArePermutationsThatChangeEveryEpoch) {

@@ -136,7 +136,9 @@ void run_train(const TrainOptions& o, const CLI::App& c) {
     ss.batch = o.batch;
     ss.batches_per_epoch = int(o.epoch_size / o.batch);
     ss.device = physics;
-    source = nn::make_synthesized_source(ss);
+    // Training on the GPU: the scenes, their adjoint and the normalisation stay on the device.
+    source =
+        physics == DeviceKind::Cuda ? nn::make_gpu_synthesized_source(ss) : nn::make_synthesized_source(ss);
     const int count = o.val_count > 0 ? o.val_count : 64;
     std::printf("making the validation set: %d scenes of seed %llu\n", count, (unsigned long long)val_seed);
     std::fflush(stdout);
