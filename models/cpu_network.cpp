@@ -53,18 +53,26 @@ std::size_t product(const std::vector<int>& shape) {
 }
 
 // Per-channel sums over all rows of a channels-last tensor, in double (batch statistics over ~1e6 values).
+// Each thread sums a static block of rows; the partial sums are then added in thread order, so the result has
+// the same bits on every run with the same thread count (training reproducibility; a critical section would
+// add them in arrival order).
 template <class F>
 std::vector<double> channel_sums(std::size_t rows, int channels, F&& value) {
-  std::vector<double> total(std::size_t(channels), 0.0);
+  const std::size_t C = std::size_t(channels);
+  std::vector<double> partial(C * std::size_t(omp_get_max_threads()), 0.0);
+  int used = 1;
 #pragma omp parallel
   {
-    std::vector<double> local(std::size_t(channels), 0.0);
+#pragma omp single
+    used = omp_get_num_threads();
+    double* local = partial.data() + C * std::size_t(omp_get_thread_num());
 #pragma omp for schedule(static)
     for (std::int64_t r = 0; r < std::int64_t(rows); ++r)
       for (int c = 0; c < channels; ++c) local[std::size_t(c)] += value(std::size_t(r), c);
-#pragma omp critical
-    for (int c = 0; c < channels; ++c) total[std::size_t(c)] += local[std::size_t(c)];
   }
+  std::vector<double> total(C, 0.0);
+  for (int t = 0; t < used; ++t)
+    for (std::size_t c = 0; c < C; ++c) total[c] += partial[C * std::size_t(t) + c];
   return total;
 }
 

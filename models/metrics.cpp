@@ -70,11 +70,40 @@ void gaussian_filter(std::vector<double>& a, const std::array<int, 3>& dims, con
   }
 }
 
+// The adjoint (transpose) of gaussian_filter: every output sample scatters back to the input samples it was
+// read from, through the same reflection. Filtering along one axis is a linear map F_axis; the composite is
+// F_z F_y F_x, and since each F acts on a different index they commute, so the adjoint is the same product of
+// transposes in any order.
+void gaussian_filter_adjoint(std::vector<double>& a, const std::array<int, 3>& dims,
+                             const std::array<bool, 3>& axes, const std::vector<double>& taps) {
+  const int r = static_cast<int>(taps.size() / 2);
+  const std::array<std::size_t, 3> stride = {std::size_t(dims[1]) * dims[2], std::size_t(dims[2]), 1};
+  std::vector<double> line, out;
+  for (int axis = 0; axis < 3; ++axis) {
+    if (!axes[axis]) continue;
+    const int n = dims[axis];
+    line.resize(n);
+    out.resize(n);
+    const int o1 = axis == 0 ? 1 : 0, o2 = axis == 2 ? 1 : 2;
+    for (int i1 = 0; i1 < dims[o1]; ++i1)
+      for (int i2 = 0; i2 < dims[o2]; ++i2) {
+        const std::size_t base = i1 * stride[o1] + i2 * stride[o2];
+        for (int i = 0; i < n; ++i) line[i] = a[base + i * stride[axis]];
+        std::fill(out.begin(), out.end(), 0.0);
+        for (int i = 0; i < n; ++i)
+          for (int k = -r; k <= r; ++k) out[reflect_index(i + k, n)] += taps[k + r] * line[i];
+        for (int i = 0; i < n; ++i) a[base + i * stride[axis]] = out[i];
+      }
+  }
+}
+
 // Mean SSIM over the voxels of the crop: along each filtered axis, `radius` samples are dropped at both ends
 // (scikit-image's crop(S, pad)); an axis too short for that (n <= 2 radius, which scikit-image refuses) keeps
 // every sample.
+// With `grad` not empty, also writes d(mean SSIM)/d(a) into it (the SSIM training loss).
 double mean_ssim(std::span<const double> a, std::span<const double> b, VolumeShape shape,
-                 const std::array<bool, 3>& axes, const SsimParams& p, const char* what) {
+                 const std::array<bool, 3>& axes, const SsimParams& p, const char* what,
+                 std::span<double> grad = {}) {
   require_same_size(a.size(), b.size(), what);
   require_shape(b.size(), shape, what);
   require(p.data_range > 0 && p.k1 >= 0 && p.k2 >= 0, fmt::format("{}: invalid SSIM constants", what));
@@ -99,6 +128,15 @@ double mean_ssim(std::span<const double> a, std::span<const double> b, VolumeSha
     lo[d] = crop ? radius : 0;
     hi[d] = crop ? dims[d] - radius : dims[d];
   }
+  const bool want_grad = !grad.empty();
+  if (want_grad) require_same_size(grad.size(), V, what);
+  // Gradient: S = A1 A2 / (B1 B2) with A1 = 2 ux uy + c1, A2 = 2 (uxy - ux uy) + c2, B1 = ux^2 + uy^2 + c1,
+  // B2 = (uxx - ux^2) + (uyy - uy^2) + c2, where ux = G a, uxx = G a^2, uxy = G (a b) are the filtered
+  // fields. dS/dux, dS/duxx, dS/duxy per voxel (zero outside the crop) are pulled back through G^T, then
+  // dS/da = G^T dS/dux + 2 a G^T dS/duxx + b G^T dS/duxy. B1 >= c1 > 0 and B2 >= c2 > 0 (G has positive
+  // weights summing to one, so the filtered variances are non-negative), hence no division by zero.
+  std::vector<double> g_u, g_uu, g_ub;
+  if (want_grad) g_u.assign(V, 0.0), g_uu.assign(V, 0.0), g_ub.assign(V, 0.0);
   double sum = 0;
   std::size_t count = 0;
   for (int ix = lo[0]; ix < hi[0]; ++ix)
@@ -107,11 +145,23 @@ double mean_ssim(std::span<const double> a, std::span<const double> b, VolumeSha
         const std::size_t i = (std::size_t(ix) * dims[1] + iy) * dims[2] + iz;
         // Population (co)variances (use_sample_covariance=False), as in Wang et al. 2004.
         const double vx = uxx[i] - ux[i] * ux[i], vy = uyy[i] - uy[i] * uy[i], vxy = uxy[i] - ux[i] * uy[i];
-        sum += (2 * ux[i] * uy[i] + c1) * (2 * vxy + c2) /
-               ((ux[i] * ux[i] + uy[i] * uy[i] + c1) * (vx + vy + c2));
+        const double a1 = 2 * ux[i] * uy[i] + c1, a2 = 2 * vxy + c2;
+        const double b1 = ux[i] * ux[i] + uy[i] * uy[i] + c1, b2 = vx + vy + c2;
+        const double s = a1 * a2 / (b1 * b2);
+        sum += s;
         ++count;
+        if (want_grad) {
+          g_u[i] = 2 * uy[i] * (a2 - a1) / (b1 * b2) + 2 * ux[i] * s * (1 / b2 - 1 / b1);
+          g_uu[i] = -s / b2;
+          g_ub[i] = 2 * a1 / (b1 * b2);
+        }
       }
-  return sum / static_cast<double>(count);
+  const double inv_count = 1.0 / static_cast<double>(count);
+  if (want_grad) {
+    for (auto* f : {&g_u, &g_uu, &g_ub}) gaussian_filter_adjoint(*f, dims, axes, taps);
+    for (std::size_t i = 0; i < V; ++i) grad[i] = (g_u[i] + 2 * a[i] * g_uu[i] + b[i] * g_ub[i]) * inv_count;
+  }
+  return sum * inv_count;
 }
 
 template <class T>
@@ -161,6 +211,12 @@ double nmse(std::span<const double> estimate, std::span<const double> truth) {
 double ssim_3d(std::span<const double> estimate, std::span<const double> truth, VolumeShape shape,
                const SsimParams& params) {
   return mean_ssim(estimate, truth, shape, {true, true, true}, params, "SSIM (3D)");
+}
+
+double ssim_3d_with_gradient(std::span<const double> estimate, std::span<const double> truth,
+                             VolumeShape shape, std::span<double> gradient, const SsimParams& params) {
+  require(!gradient.empty(), "SSIM (3D) gradient: no output buffer");
+  return mean_ssim(estimate, truth, shape, {true, true, true}, params, "SSIM (3D)", gradient);
 }
 
 double ssim_2d_slices(std::span<const double> estimate, std::span<const double> truth, VolumeShape shape,

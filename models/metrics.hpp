@@ -47,6 +47,10 @@ struct SsimParams {
 // use_sample_covariance=False, data_range=1) on the [nx, ny, nz] array).
 double ssim_3d(std::span<const double> estimate, std::span<const double> truth, VolumeShape shape,
                const SsimParams& params = {});
+// ssim_3d and its gradient with respect to the estimate, written into `gradient` (the estimate's size): the
+// SSIM term of the training loss (models/losses.hpp). Checked against finite differences in double.
+double ssim_3d_with_gradient(std::span<const double> estimate, std::span<const double> truth,
+                             VolumeShape shape, std::span<double> gradient, const SsimParams& params = {});
 // The authors' variant: 2D SSIM of each x-y slice (11 x 11 windows), averaged over the nz slices.
 double ssim_2d_slices(std::span<const double> estimate, std::span<const double> truth, VolumeShape shape,
                       const SsimParams& params = {});

@@ -76,14 +76,14 @@ std::string LearnedPipeline::device_description() const {
   return fmt::format("physics: {}; network: {}", imager_->device_description(), network_->description());
 }
 
-void LearnedPipeline::prepare(const cfloat* adjoint, int frames, float* input) const {
-  const std::size_t V = model_.grid.voxels();
+void normalise_network_input(const cfloat* adjoint, int frames, std::size_t V, bool complex_input,
+                             float* input) {
   for (int f = 0; f < frames; ++f) {
     const cfloat* a = adjoint + std::size_t(f) * V;
     double peak = 0;
     for (std::size_t v = 0; v < V; ++v) peak = std::max(peak, double(std::abs(a[v])));
     const double scale = peak > 0 ? 1.0 / peak : 1.0;  // an all-zero frame stays zero
-    if (spec_.complex_input) {
+    if (complex_input) {
       float* re = input + std::size_t(f) * 2 * V;
       float* im = re + V;
       for (std::size_t v = 0; v < V; ++v)
@@ -107,7 +107,8 @@ void LearnedPipeline::network_input(const cfloat* measurements, int frames, floa
     const int count = std::min(max_batch_, frames - first);
     imager_->image(Method::Adjoint, physics_mode_, measurements + std::size_t(first) * KTR, adjoint.data(),
                    count);
-    prepare(adjoint.data(), count, input + std::size_t(first) * channels * V);
+    normalise_network_input(adjoint.data(), count, V, spec_.complex_input,
+                            input + std::size_t(first) * channels * V);
   }
 }
 
@@ -128,7 +129,7 @@ void LearnedPipeline::run(const cfloat* measurements, int frames, float* volumes
     const int count = std::min(max_batch_, frames - first);
     imager_->image(Method::Adjoint, physics_mode_, measurements + std::size_t(first) * KTR, adjoint_.data(),
                    count);
-    prepare(adjoint_.data(), count, input_.data());
+    normalise_network_input(adjoint_.data(), count, V, spec_.complex_input, input_.data());
     network_->forward(input_.data(), volumes + std::size_t(first) * V, count);
   }
 }

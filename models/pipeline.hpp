@@ -47,6 +47,13 @@ const LearnedMethodSpec& learned_method_spec(const std::string& name);  // Input
 void require_matching(const Model& model, const std::string& model_source, const RadarSystem& system,
                       const ImagingGrid& grid, const std::string& source);
 
+// The per-sample normalisation between the physics stage and the network, shared by the pipelines and the
+// trainer (so that a network is trained on exactly what it sees at inference): each frame of `adjoint`
+// [frames, V] is divided by its own largest magnitude (an all-zero frame stays zero), then written as the
+// magnitude [frames, 1, V] or, with `complex_input`, as [frames, 2, V] real and imaginary channels.
+void normalise_network_input(const cfloat* adjoint, int frames, std::size_t voxels, bool complex_input,
+                             float* input);
+
 class LearnedPipeline {
  public:
   // `precision`: the network's precision on the GPU (the CPU runs fp32 only: anything else is an InputError).
@@ -73,8 +80,6 @@ class LearnedPipeline {
   GpuLearnedPipeline* gpu() const { return gpu_.get(); }
 
  private:
-  void prepare(const cfloat* adjoint, int frames, float* input) const;
-
   LearnedMethodSpec spec_;
   Model model_;
   ImagingMode physics_mode_;

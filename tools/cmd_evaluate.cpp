@@ -1,7 +1,13 @@
-// nfmimo evaluate --data TEST.h5 --methods adjoint,l1,... [--json R.json] [--csv R.csv] [--png F.png]
+// nfmimo evaluate --data TEST.h5 --methods adjoint,l1,deep2s,deep2s@old,... [--model FILE | --model
+// METHOD=FILE ...]
+//                 [--json R.json] [--csv R.csv] [--png F.png]
 //
 // Per method: mean and spread over the frames of PSNR, both SSIMs and NMSE against the file's /targets
 // (docs/metrics.md), and the run time. Every method goes through run_method(), so any family plugs in.
+//
+// A method may be listed several times as NAME@TAG (deep2s@cpu, deep2s@gpu): each instance is reported under
+// its own name and takes its own model (--model deep2s@cpu=a.h5) and parameters (--param
+// deep2s@gpu.precision=fp16).
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -23,19 +29,62 @@ namespace {
 
 struct EvaluateOptions {
   std::string data, methods = "adjoint,backprojection,kirchhoff", system, json, csv, png, mode = "exact",
-                    device = "auto", model, precision;
-  std::vector<std::string> params;
+                    device = "auto", precision;
+  std::vector<std::string> params, models;
   int freqs = 0, frames = 0, batch = 64, png_frames = 2;
   bool force = false;
 };
 
-std::vector<std::string> split_methods(const std::string& text) {
-  std::vector<std::string> out;
+// One entry of --methods: NAME or NAME@TAG.
+struct MethodInstance {
+  std::string spec;  // as written: the name in reports and the key of --model / --param
+  std::string name;  // the method table's name
+};
+
+std::vector<MethodInstance> split_methods(const std::string& text) {
+  std::vector<MethodInstance> out;
   std::stringstream s(text);
   std::string item;
-  while (std::getline(s, item, ','))
-    if (!item.empty()) out.push_back(item);
+  while (std::getline(s, item, ',')) {
+    if (item.empty()) continue;
+    MethodInstance m{item, item.substr(0, item.find('@'))};
+    if (m.name.size() != item.size()) {
+      const std::string tag = item.substr(m.name.size() + 1);
+      require(!tag.empty() &&
+                  tag.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") ==
+                      std::string::npos,
+              fmt::format("--methods: '{}': the tag after '@' must be letters, digits, '_' or '-'", item));
+    }
+    bool known = false;
+    for (const auto& e : all_methods()) known = known || e.name == m.name;
+    require(known, fmt::format("--methods: unknown method '{}' (known: {})", m.name, method_names()));
+    for (const auto& other : out)
+      require(other.spec != m.spec,
+              fmt::format("--methods: '{}' is listed twice (use NAME@TAG to run a method twice)", m.spec));
+    out.push_back(m);
+  }
   require(!out.empty(), "--methods: no method named");
+  return out;
+}
+
+// --model FILE (every learned method without its own) or --model METHOD=FILE (that instance only).
+std::map<std::string, std::string> parse_models(const std::vector<std::string>& models,
+                                                const std::vector<MethodInstance>& methods) {
+  std::map<std::string, std::string> out;
+  for (const auto& text : models) {
+    std::string key, path = text;
+    if (const auto eq = text.find('='); eq != std::string::npos)
+      for (const auto& m : methods)
+        if (text.substr(0, eq) == m.spec) key = m.spec, path = text.substr(eq + 1);
+    if (key.empty() && text.find('=') != std::string::npos && text.find('=') < text.find('/'))
+      throw InputError(
+          fmt::format("--model '{}': '{}' is not one of --methods", text, text.substr(0, text.find('='))));
+    require(!path.empty(), fmt::format("--model '{}': no file named", text));
+    require(!out.count(key),
+            key.empty() ? std::string("--model FILE is given twice; name the method: --model METHOD=FILE")
+                        : fmt::format("--model: two files for '{}'", key));
+    out[key] = path;
+  }
   return out;
 }
 
@@ -51,6 +100,12 @@ std::map<std::string, std::string> parse_params(const std::vector<std::string>& 
 }
 
 // JSON has no infinity or NaN: those are written as the strings "inf", "-inf", "nan".
+bool is_learned(const std::string& name) {
+  for (const auto& e : learned_methods())
+    if (e.name == name) return true;
+  return false;
+}
+
 nlohmann::json number(double v) {
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
@@ -94,13 +149,10 @@ void run(const EvaluateOptions& o) {
   require(o.batch >= 1, fmt::format("--batch must be positive (got {})", o.batch));
   require(o.frames >= 0, fmt::format("--frames must not be negative (got {})", o.frames));
   require(o.png_frames >= 1, fmt::format("--png-frames must be positive (got {})", o.png_frames));
-  const std::vector<std::string> methods = split_methods(o.methods);
+  const std::vector<MethodInstance> methods = split_methods(o.methods);
   const auto params = parse_params(o.params);
-  for (const auto& name : methods) {
-    bool known = false;
-    for (const auto& e : all_methods()) known = known || e.name == name;
-    require(known, fmt::format("--methods: unknown method '{}' (known: {})", name, method_names()));
-  }
+  const auto models = parse_models(o.models, methods);
+  for (const auto& [key, path] : models) require_distinct_paths(o.data, path);
 
   MeasurementSet m = read_measurements(o.data, {.load_targets = true});
   require(!m.targets.empty(),
@@ -127,7 +179,6 @@ void run(const EvaluateOptions& o) {
   context.device = parse_device(o.device);
   context.mode = o.mode;
   context.batch = o.batch;
-  context.model = o.model;
   context.precision = o.precision;
 
   const int keep = o.png.empty() ? 0 : std::min(o.png_frames, frames);
@@ -137,10 +188,20 @@ void run(const EvaluateOptions& o) {
               describe(m.system).c_str());
   std::printf("%-16s %16s %16s %16s %18s %12s  %s\n", "method", "PSNR dB", "SSIM 3D", "SSIM 2D", "NMSE",
               "ms/frame", "device");
-  for (const auto& name : methods) {
-    context.params = params_for_method(name, params);
-    results.push_back(evaluate_method(name, context, m.targets, keep));
-    const MethodEvaluation& e = results.back();
+  std::vector<std::string> result_models;
+  for (const auto& method : methods) {
+    // Parameters scoped to the method's name apply to every instance; those scoped to NAME@TAG win.
+    context.params = params_for_method(method.name, params);
+    if (method.spec != method.name)
+      for (const auto& [key, value] : params)
+        if (key.rfind(method.spec + ".", 0) == 0) context.params[key.substr(method.spec.size() + 1)] = value;
+    const auto model = models.count(method.spec) ? models.find(method.spec) : models.find("");
+    context.model = model != models.end() ? model->second : "";
+    results.push_back(evaluate_method(method.name, context, m.targets, keep));
+    MethodEvaluation& e = results.back();
+    e.name = method.spec;
+    result_models.push_back(model != models.end() && is_learned(method.name) ? model->second : "");
+    const std::string name = method.spec;
     auto pm = [](const Summary& s, int digits) {
       return fmt::format("{:.{}f} +- {:.{}f}", s.mean, digits, s.std, digits);
     };
@@ -164,6 +225,8 @@ void run(const EvaluateOptions& o) {
       mj["name"] = e.name;
       mj["label"] = e.label;
       mj["device"] = e.device;
+      if (const std::string& model = result_models[std::size_t(&e - results.data())]; !model.empty())
+        mj["model"] = model;
       mj["time_s"] = e.seconds;
       mj["ms_per_frame"] = 1e3 * e.seconds / frames;
       mj["psnr_db"] = summary_json(e.psnr());
@@ -189,13 +252,14 @@ void run(const EvaluateOptions& o) {
   if (!o.csv.empty()) {
     std::string csv =
         "method,label,device,frames,time_s,ms_per_frame,psnr_db_mean,psnr_db_std,ssim_3d_mean,ssim_3d_std,"
-        "ssim_2d_mean,ssim_2d_std,nmse_mean,nmse_std\n";
+        "ssim_2d_mean,ssim_2d_std,nmse_mean,nmse_std,model\n";
     for (const auto& e : results)
-      csv += fmt::format("{},{},{},{},{:.6g},{:.6g},{},{},{},{},{},{},{},{}\n", e.name, csv_field(e.label),
+      csv += fmt::format("{},{},{},{},{:.6g},{:.6g},{},{},{},{},{},{},{},{},{}\n", e.name, csv_field(e.label),
                          csv_field(e.device), frames, e.seconds, 1e3 * e.seconds / frames,
                          csv_number(e.psnr().mean), csv_number(e.psnr().std), csv_number(e.ssim_3d().mean),
                          csv_number(e.ssim_3d().std), csv_number(e.ssim_2d().mean),
-                         csv_number(e.ssim_2d().std), csv_number(e.nmse().mean), csv_number(e.nmse().std));
+                         csv_number(e.ssim_2d().std), csv_number(e.nmse().mean), csv_number(e.nmse().std),
+                         csv_field(result_models[std::size_t(&e - results.data())]));
     write_text(o.csv, csv, o.force);
   }
   if (!o.png.empty()) {
@@ -234,9 +298,13 @@ void add_evaluate_command(CLI::App& app) {
   c->add_option("--mode", o->mode, "exact | fast (analytic methods)")->capture_default_str();
   c->add_option("--device,-d", o->device, "auto | cpu | cuda")->capture_default_str();
   c->add_option("--batch", o->batch, "Frames per GPU launch")->capture_default_str();
-  c->add_option("--model", o->model, "Weights file of a learned method");
+  c->add_option(
+      "--model", o->models,
+      "Weights file of the learned methods (FILE), or of one of them (METHOD=FILE, METHOD as in --methods, "
+      "e.g. deep2s@old=old.h5); repeatable");
   c->add_option("--precision", o->precision,
-                "fp32 | tf32 | fp16 | bf16: learned methods on the GPU (default fp16; the CPU runs fp32)");
+                "fp32 | tf32 | fp16 | bf16: learned methods on the GPU (default fp16; the CPU runs fp32; per "
+                "instance: --param NAME@TAG.precision=P)");
   c->add_option("--param", o->params, "key=value for every method, or method.key=value (repeatable)");
   c->add_flag("--force,-f", o->force, "Replace existing output files");
   c->callback([o] { run(*o); });

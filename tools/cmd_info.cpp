@@ -39,6 +39,14 @@ void run(const std::string& path) {
     if (auto v = f.int_attribute("/", attr)) std::printf("  %-13s %lld\n", attr, *v);
   if (auto v = f.string_attribute("/", "synthesizer_config"))
     std::printf("  %-13s %s\n", "config", v->c_str());
+  // Weights files: width and the training record (docs/formats.md); checkpoints say where the run stands.
+  for (const char* attr : {"width", "trainable_parameters"})
+    if (format == "weights")
+      if (auto v = f.int_attribute("/", attr)) std::printf("  %-13s %lld\n", attr, *v);
+  if (auto v = f.string_attribute("/", "training")) std::printf("  %-13s %s\n", "training", v->c_str());
+  if (f.int_attribute("/", "checkpoint"))
+    std::printf("  %-13s a training checkpoint: continue it with `nfmimo train ... --resume`\n",
+                "checkpoint");
 }
 
 }  // namespace

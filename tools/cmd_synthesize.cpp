@@ -3,7 +3,6 @@
 //                   [--seed S] [--config scenes.json] [--device auto|cpu|cuda] [--shard i/n] [--resume]
 //                   [--force]
 // nfmimo merge --out OUT SHARD...
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -17,6 +16,7 @@
 #include "synthesizer/dataset.hpp"
 #include "tools/commands.hpp"
 #include "tools/progress.hpp"
+#include "tools/stop_signals.hpp"
 
 namespace nfmimo {
 namespace {
@@ -28,31 +28,6 @@ struct SynthesizeOptions {
   std::int64_t count = 0, stop_after = -1, seed = 1;
   double smooth = 0;
   bool resume = false, force = false;
-};
-
-// SIGINT / SIGTERM ask the run to stop after the batch in progress (the partial file stays valid and
-// resumable); a second signal ends the program at once.
-std::atomic<bool> g_stop{false};
-extern "C" void on_stop_signal(int sig) {
-  g_stop.store(true);
-  std::signal(sig, SIG_DFL);
-}
-
-class StopSignals {
- public:
-  StopSignals() {
-    g_stop.store(false);
-    old_int_ = std::signal(SIGINT, on_stop_signal);
-    old_term_ = std::signal(SIGTERM, on_stop_signal);
-  }
-  ~StopSignals() {
-    std::signal(SIGINT, old_int_);
-    std::signal(SIGTERM, old_term_);
-  }
-
- private:
-  void (*old_int_)(int);
-  void (*old_term_)(int);
 };
 
 bool exists(const std::string& p) {
@@ -134,7 +109,7 @@ void run_synthesize(const SynthesizeOptions& o, const CLI::App& c) {
   require(o.batch >= 0, fmt::format("--batch must be positive (got {})", o.batch));
   ro.batch = o.batch > 0 ? o.batch : (resolve_device(ro.device) == DeviceKind::Cuda ? 1024 : 64);
   ro.stop_after = o.stop_after;
-  ro.cancel = &g_stop;
+  ro.cancel = &stop_requested();
   std::unique_ptr<ProgressBar> bar;
   ro.progress = [&](std::int64_t done, std::int64_t total) {
     if (!bar) bar = std::make_unique<ProgressBar>("synthesize", static_cast<std::size_t>(total), "scenes");
@@ -162,10 +137,10 @@ void run_synthesize(const SynthesizeOptions& o, const CLI::App& c) {
   std::fprintf(stderr,
                "nfmimo: %s after %lld new samples (%.1f scenes/s): %s holds %lld of %lld (%s); rerun "
                "with --resume to continue\n",
-               g_stop.load() ? "interrupted" : "stopped (--stop-after)", static_cast<long long>(r.written),
-               rate, r.path.c_str(), static_cast<long long>(r.in_file), static_cast<long long>(r.shard_size),
-               what.c_str());
-  if (g_stop.load()) throw CommandExit{130};
+               stop_requested().load() ? "interrupted" : "stopped (--stop-after)",
+               static_cast<long long>(r.written), rate, r.path.c_str(), static_cast<long long>(r.in_file),
+               static_cast<long long>(r.shard_size), what.c_str());
+  if (stop_requested().load()) throw CommandExit{130};
 }
 
 }  // namespace

@@ -23,6 +23,11 @@ struct CommandExit {
   int code;
 };
 void add_evaluate_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+
+// The command line the program was started with (for records such as a model's training record).
+void set_command_line(int argc, char** argv);
+const std::string& command_line();
 
 // Shared option parsing.
 // "x0:x1:n,y0:y1:n,z0:z1:n" (metres) or "paper".

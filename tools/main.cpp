@@ -26,6 +26,8 @@ int main(int argc, char** argv) {
   nfmimo::add_synthesize_command(app);
   nfmimo::add_merge_command(app);
   nfmimo::add_evaluate_command(app);
+  nfmimo::add_train_command(app);
+  nfmimo::set_command_line(argc, argv);
 
   try {
     app.parse(argc, argv);

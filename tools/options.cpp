@@ -8,6 +8,26 @@
 
 namespace nfmimo {
 
+namespace {
+std::string& stored_command_line() {
+  static std::string text;
+  return text;
+}
+}  // namespace
+
+void set_command_line(int argc, char** argv) {
+  std::string& text = stored_command_line();
+  text.clear();
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (i == 0) arg = "nfmimo";  // the binary's path says nothing about the run
+    const bool quote = arg.empty() || arg.find_first_of(" \t\"'$;&|") != std::string::npos;
+    text += (i ? " " : "") + (quote ? "'" + arg + "'" : arg);
+  }
+}
+
+const std::string& command_line() { return stored_command_line(); }
+
 ImagingGrid parse_grid(const std::string& text) {
   if (text == "paper") return ImagingGrid::paper();
   std::vector<Axis> axes;

@@ -1,0 +1,596 @@
+#include "models/trainer.hpp"
+
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "data/atomic_file.hpp"
+#include "data/hdf5.hpp"
+#include "kernels/device_array.hpp"
+#include "models/losses.hpp"
+#include "models/metrics.hpp"
+#include "radar/error.hpp"
+
+namespace nfmimo::nn {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+std::string sibling_path(const std::string& output, const std::string& suffix) {
+  const std::filesystem::path p(output);
+  const std::string stem = p.extension() == ".h5" ? p.stem().string() : p.filename().string();
+  return (p.parent_path() / (stem + suffix)).string();
+}
+
+namespace {
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// JSON has no infinity or NaN: written as strings, read back.
+json number(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  return v;
+}
+double number_from(const json& j) {
+  if (j.is_string()) {
+    const std::string s = j.get<std::string>();
+    return s == "inf" ? INFINITY : s == "-inf" ? -INFINITY : NAN;
+  }
+  return j.get<double>();
+}
+
+json record_json(const EpochRecord& r) {
+  return {{"epoch", r.epoch},
+          {"partial", r.partial},
+          {"steps", r.steps},
+          {"samples", r.samples},
+          {"train_loss", number(r.train_loss)},
+          {"learning_rate", r.learning_rate},
+          {"gradient_norm", number(r.gradient_norm)},
+          {"val_loss", number(r.val_loss)},
+          {"val_psnr_db", number(r.val_psnr_db)},
+          {"val_ssim_3d", number(r.val_ssim_3d)},
+          {"val_ssim_2d", number(r.val_ssim_2d)},
+          {"samples_per_s", r.samples_per_s},
+          {"epoch_s", r.epoch_seconds},
+          {"elapsed_s", r.elapsed_seconds}};
+}
+
+EpochRecord record_from(const json& j) {
+  EpochRecord r;
+  r.epoch = j.at("epoch").get<int>();
+  r.partial = j.at("partial").get<bool>();
+  r.steps = j.at("steps").get<std::int64_t>();
+  r.samples = j.at("samples").get<std::int64_t>();
+  r.train_loss = number_from(j.at("train_loss"));
+  r.learning_rate = j.at("learning_rate").get<double>();
+  r.gradient_norm = number_from(j.at("gradient_norm"));
+  r.val_loss = number_from(j.at("val_loss"));
+  r.val_psnr_db = number_from(j.at("val_psnr_db"));
+  r.val_ssim_3d = number_from(j.at("val_ssim_3d"));
+  r.val_ssim_2d = number_from(j.at("val_ssim_2d"));
+  r.samples_per_s = j.at("samples_per_s").get<double>();
+  r.epoch_seconds = j.at("epoch_s").get<double>();
+  r.elapsed_seconds = j.at("elapsed_s").get<double>();
+  return r;
+}
+
+// What must be the same for a checkpoint to be continued: everything that decides the weights.
+json run_identity(const TrainerSettings& s, const BatchSource& source, const ValidationSet& validation) {
+  const OptimizerSettings& o = s.optimizer;
+  return {{"architecture", s.architecture},
+          {"width", s.options.width},
+          {"blocks", s.options.blocks},
+          {"batch", source.batch_size()},
+          {"seed", s.seed},
+          {"loss", to_string(o.loss)},
+          {"ssim_weight", o.ssim_weight},
+          {"learning_rate", o.learning_rate},
+          {"beta1", o.beta1},
+          {"beta2", o.beta2},
+          {"epsilon", o.epsilon},
+          {"weight_decay", o.weight_decay},
+          {"clip_norm", o.clip_norm},
+          {"schedule",
+           {{"kind", to_string(s.schedule.kind)},
+            {"min_lr", s.schedule.min_lr},
+            {"factor", s.schedule.factor},
+            {"threshold", s.schedule.threshold},
+            {"patience", s.schedule.patience}}},
+          {"data", json::parse(source.record_json())},
+          {"validation", json::parse(validation.record_json)}};
+}
+
+// The first difference between two JSON values, as "key: a vs b".
+std::optional<std::string> first_difference(const json& a, const json& b, const std::string& path = "") {
+  if (a.is_object() && b.is_object()) {
+    for (auto it = a.begin(); it != a.end(); ++it) {
+      const std::string key = path.empty() ? it.key() : path + "." + it.key();
+      if (!b.contains(it.key())) return fmt::format("{}: {} vs (missing)", key, it.value().dump());
+      if (auto d = first_difference(it.value(), b.at(it.key()), key)) return d;
+    }
+    for (auto it = b.begin(); it != b.end(); ++it)
+      if (!a.contains(it.key()))
+        return fmt::format("{}: (missing) vs {}", path.empty() ? it.key() : path + "." + it.key(),
+                           it.value().dump());
+    return std::nullopt;
+  }
+  if (a != b) return fmt::format("{}: {} vs {}", path, a.dump(), b.dump());
+  return std::nullopt;
+}
+
+// Where a run stands: what a checkpoint holds besides the parameters and the optimizer moments.
+struct RunState {
+  std::int64_t epoch = 0;  // 0-based epoch in progress
+  int index = 0;           // next batch of that epoch
+  std::int64_t steps = 0, samples = 0;
+  double seconds = 0;  // training time of all sessions
+  double epoch_loss_sum = 0, epoch_norm_sum = 0, epoch_seconds = 0, epoch_step_seconds = 0;
+  std::int64_t epoch_steps = 0;
+  ScheduleState schedule;
+  std::vector<EpochRecord> records;  // complete epochs
+  std::optional<EpochRecord> last_validation;
+};
+
+json state_json(const RunState& r, const json& identity, long long optimizer_step) {
+  json records = json::array();
+  for (const auto& e : r.records) records.push_back(record_json(e));
+  return {{"format", 1},
+          {"identity", identity},
+          {"epoch", r.epoch},
+          {"index", r.index},
+          {"steps", r.steps},
+          {"samples", r.samples},
+          {"seconds", r.seconds},
+          {"epoch_loss_sum", r.epoch_loss_sum},
+          {"epoch_norm_sum", r.epoch_norm_sum},
+          {"epoch_seconds", r.epoch_seconds},
+          {"epoch_step_seconds", r.epoch_step_seconds},
+          {"epoch_steps", r.epoch_steps},
+          {"optimizer_step", optimizer_step},
+          {"schedule",
+           {{"plateau_lr", r.schedule.plateau_lr},
+            {"best", r.schedule.best},
+            {"has_best", r.schedule.has_best},
+            {"bad_epochs", r.schedule.bad_epochs}}},
+          {"records", records},
+          {"last_validation", r.last_validation ? record_json(*r.last_validation) : json(nullptr)}};
+}
+
+const char* kStateDataset = "/checkpoint/state_json";
+
+void write_checkpoint(const std::string& path, const Model& model, const OptimizerState& optimizer,
+                      const RunState& run, const json& identity) {
+  AtomicOutput out(path, true);
+  write_model(out.temporary_path(), model, true);
+  {
+    h5::File f(out.temporary_path(), h5::File::Mode::ReadWrite);
+    for (const auto* which : {&optimizer.m, &optimizer.v})
+      for (const auto& [name, values] : *which)
+        f.write<float>(fmt::format("/optimizer/{}/{}", which == &optimizer.m ? "m" : "v", name),
+                       h5::Dims{values.size()}, values.data());
+    const std::string text = state_json(run, identity, optimizer.step).dump();
+    f.write<std::uint8_t>(kStateDataset, h5::Dims{text.size()},
+                          reinterpret_cast<const std::uint8_t*>(text.data()));
+    f.set_attribute("/", "checkpoint", 1LL);
+    f.flush();
+  }
+  out.commit();
+}
+
+struct LoadedCheckpoint {
+  Model model;
+  OptimizerState optimizer;
+  RunState run;
+  json identity;
+};
+
+LoadedCheckpoint read_checkpoint(const std::string& path) {
+  LoadedCheckpoint c;
+  c.model = read_model(path);
+  const h5::File f(path, h5::File::Mode::Read);
+  if (!f.is_dataset(kStateDataset))
+    throw InputError(fmt::format("{}: is a weights file but not a training checkpoint ({} is missing)", path,
+                                 kStateDataset));
+  const auto bytes = f.read<std::uint8_t>(kStateDataset).data;
+  json j;
+  try {
+    j = json::parse(std::string(bytes.begin(), bytes.end()));
+    c.identity = j.at("identity");
+    RunState& r = c.run;
+    r.epoch = j.at("epoch").get<std::int64_t>();
+    r.index = j.at("index").get<int>();
+    r.steps = j.at("steps").get<std::int64_t>();
+    r.samples = j.at("samples").get<std::int64_t>();
+    r.seconds = j.at("seconds").get<double>();
+    r.epoch_loss_sum = j.at("epoch_loss_sum").get<double>();
+    r.epoch_norm_sum = j.at("epoch_norm_sum").get<double>();
+    r.epoch_seconds = j.at("epoch_seconds").get<double>();
+    r.epoch_step_seconds = j.at("epoch_step_seconds").get<double>();
+    r.epoch_steps = j.at("epoch_steps").get<std::int64_t>();
+    c.optimizer.step = j.at("optimizer_step").get<long long>();
+    const json& s = j.at("schedule");
+    r.schedule.plateau_lr = s.at("plateau_lr").get<double>();
+    r.schedule.best = s.at("best").get<double>();
+    r.schedule.has_best = s.at("has_best").get<bool>();
+    r.schedule.bad_epochs = s.at("bad_epochs").get<int>();
+    for (const auto& e : j.at("records")) r.records.push_back(record_from(e));
+    if (!j.at("last_validation").is_null()) r.last_validation = record_from(j.at("last_validation"));
+  } catch (const json::exception& e) {
+    throw InputError(
+        fmt::format("{}: dataset '{}': not a readable training state ({})", path, kStateDataset, e.what()));
+  }
+  for (const auto& [name, t] : c.model.parameters) {
+    if (!t.trainable || c.optimizer.step == 0) continue;
+    for (const char* which : {"m", "v"}) {
+      const std::string where = fmt::format("/optimizer/{}/{}", which, name);
+      if (!f.is_dataset(where))
+        throw InputError(fmt::format("{}: the optimizer state of '{}' is missing", f.where(where), name));
+      auto values = f.read<float>(where).data;
+      if (values.size() != t.values.size())
+        throw InputError(fmt::format("{}: holds {} values; the parameter has {}", f.where(where),
+                                     values.size(), t.values.size()));
+      (which[0] == 'm' ? c.optimizer.m : c.optimizer.v)[name] = std::move(values);
+    }
+  }
+  return c;
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  AtomicOutput out(path, true);
+  {
+    std::ofstream f(out.temporary_path());
+    f << text;
+    f.close();
+    if (!f) throw Error(fmt::format("{}: could not write the file", path));
+  }
+  out.commit();
+}
+
+void write_logs(const TrainerSettings& s, const std::vector<EpochRecord>& records, const json& identity,
+                const std::string& device) {
+  if (!s.log_csv.empty()) {
+    std::string csv =
+        "epoch,partial,steps,samples,train_loss,learning_rate,gradient_norm,val_loss,val_psnr_db,val_ssim_3d,"
+        "val_ssim_2d,samples_per_s,epoch_s,elapsed_s\n";
+    for (const auto& r : records)
+      csv += fmt::format(
+          "{},{},{},{},{:.8g},{:.6g},{:.6g},{:.8g},{:.6f},{:.6f},{:.6f},{:.4g},{:.4g},{:.4g}\n", r.epoch,
+          r.partial ? 1 : 0, r.steps, r.samples, r.train_loss, r.learning_rate, r.gradient_norm, r.val_loss,
+          r.val_psnr_db, r.val_ssim_3d, r.val_ssim_2d, r.samples_per_s, r.epoch_seconds, r.elapsed_seconds);
+    write_text(s.log_csv, csv);
+  }
+  if (!s.log_json.empty()) {
+    json j;
+    j["run"] = identity;
+    j["device"] = device;
+    j["command"] = s.command;
+    j["epochs"] = json::array();
+    for (const auto& r : records) j["epochs"].push_back(record_json(r));
+    write_text(s.log_json, j.dump(2) + "\n");
+  }
+}
+
+bool exists(const std::string& path) {
+  std::error_code ec;
+  return !path.empty() && std::filesystem::exists(path, ec);
+}
+
+std::unique_ptr<TrainingBackend> make_backend(const TrainerSettings& s, const Network& net,
+                                              const Parameters& initial) {
+  if (resolve_device(s.device) == DeviceKind::Cuda)
+    return make_gpu_training_backend(net, initial, s.precision);
+  require(s.precision == Precision::Fp32,
+          fmt::format("--precision {} needs the GPU training backend; the CPU trains in fp32",
+                      to_string(s.precision)));
+  return make_cpu_training_backend(net, initial);
+}
+
+}  // namespace
+
+EpochRecord validate(TrainingBackend& backend, const ValidationSet& v, const OptimizerSettings& o,
+                     int batch) {
+  require(v.count >= 1, "validation: the set is empty");
+  const Network& net = backend.network();
+  const Shape out = net.output_shape(1);
+  const VolumeShape shape{out.x, out.y, out.z};
+  const std::size_t V = shape.voxels(), in_size = net.input_shape(1).per_sample();
+  require(v.target.size() == V * std::size_t(v.count) && v.input.size() == in_size * std::size_t(v.count),
+          "validation: the set does not match the network's input and output sizes");
+  std::vector<float> prediction(V * std::size_t(v.count));
+  double loss = 0;
+  for (int first = 0; first < v.count; first += batch) {
+    const int n = std::min(batch, v.count - first);
+    float* p = prediction.data() + std::size_t(first) * V;
+    backend.predict(v.input.data() + std::size_t(first) * in_size, p, n);
+    loss += n * loss_and_gradient({o.loss, o.ssim_weight}, p, v.target.data() + std::size_t(first) * V, n,
+                                  shape, nullptr);
+  }
+  std::vector<ImageQuality> q(std::size_t(v.count));
+#pragma omp parallel for schedule(dynamic)
+  for (int i = 0; i < v.count; ++i)
+    q[std::size_t(i)] = image_quality(std::span<const float>(prediction.data() + std::size_t(i) * V, V),
+                                      std::span<const float>(v.target.data() + std::size_t(i) * V, V), shape);
+  EpochRecord r;
+  r.val_loss = loss / v.count;
+  for (const auto& x : q) {
+    r.val_psnr_db += x.psnr_db / v.count;
+    r.val_ssim_3d += x.ssim_3d / v.count;
+    r.val_ssim_2d += x.ssim_2d / v.count;
+  }
+  return r;
+}
+
+TrainingResult train(const TrainerSettings& s, BatchSource& source, const ValidationSet& validation) {
+  const auto session_start = Clock::now();
+  require(s.epochs >= 0, fmt::format("--epochs must not be negative (got {})", s.epochs));
+  require(s.time_budget_s >= 0, "the time budget must not be negative");
+  require(s.epochs > 0 || s.time_budget_s > 0, "give --epochs N, --time-budget T, or both");
+  require(!(s.resume && s.force), "--resume and --force exclude each other");
+  require(!s.output.empty() && !s.checkpoint.empty(), "training needs an output and a checkpoint path");
+  require(s.validation_batch >= 1, "the validation batch must be positive");
+  require(s.output != s.checkpoint, "the checkpoint must not be the output file");
+  const OptimizerSettings& o = s.optimizer;
+  require(o.learning_rate > 0 && std::isfinite(o.learning_rate),
+          fmt::format("--lr must be positive (got {})", o.learning_rate));
+  require(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1 && o.epsilon > 0,
+          "Adam's betas must be in [0, 1) and epsilon positive");
+  require(o.weight_decay >= 0 && o.clip_norm >= 0 && o.ssim_weight >= 0,
+          "weight decay, clipping norm and SSIM weight must not be negative");
+
+  // Refuse before any work what would fail or destroy something at the end.
+  const bool have_checkpoint = exists(s.checkpoint);
+  if (have_checkpoint && !s.resume && !s.force)
+    throw InputError(fmt::format(
+        "{} exists (the checkpoint of an earlier run): continue it with --resume, or start over with --force",
+        s.checkpoint));
+  if (exists(s.output) && !s.resume && !s.force)
+    throw InputError(
+        fmt::format("{} exists; use --force to replace it (or --resume to continue its run)", s.output));
+  for (const std::string* p : {&s.output, &s.checkpoint, &s.log_csv, &s.log_json})
+    if (!p->empty()) AtomicOutput probe(*p, true);  // the folder exists and is writable
+
+  const SampleFormat& format = source.format();
+  Model model;
+  model.architecture = s.architecture;
+  model.options = s.options;
+  model.system = format.system;
+  model.grid = format.grid;
+  const Network net = model.network();
+  require(net.input_shape(1).c == format.channels(),
+          fmt::format("the {} network takes {} input channels but the data has {}", s.architecture,
+                      net.input_shape(1).c, format.channels()));
+  const json identity = run_identity(s, source, validation);
+
+  RunState run;
+  Parameters initial;
+  OptimizerState optimizer;
+  if (s.resume && have_checkpoint) {
+    LoadedCheckpoint c = read_checkpoint(s.checkpoint);
+    if (auto d = first_difference(c.identity, identity))
+      throw InputError(
+          fmt::format("{}: the checkpoint's run differs from this one ({}, checkpoint vs now); resume "
+                      "with the same options, or start over with --force",
+                      s.checkpoint, *d));
+    if (auto d = describe_difference(c.model.system, format.system))
+      throw InputError(fmt::format("{}: the checkpoint's radar system differs: {}", s.checkpoint, *d));
+    if (auto d = describe_difference(c.model.grid, format.grid))
+      throw InputError(fmt::format("{}: the checkpoint's imaging grid differs: {}", s.checkpoint, *d));
+    initial = std::move(c.model.parameters);
+    optimizer = std::move(c.optimizer);
+    run = std::move(c.run);
+    if (s.on_message)
+      s.on_message(fmt::format("resuming {} at epoch {}, batch {} ({} steps done)", s.checkpoint,
+                               run.epoch + 1, run.index, run.steps));
+  } else {
+    initial = initial_parameters(net, s.seed);
+  }
+  std::unique_ptr<TrainingBackend> backend = make_backend(s, net, initial);
+  if (optimizer.step > 0) backend->load_state(initial, optimizer);
+
+  TrainingResult result;
+  result.device = backend->description();
+  LearningRateSchedule schedule(o.learning_rate, s.schedule, run.schedule);
+  const int batches = source.batches_per_epoch();
+  const std::int64_t planned_steps = std::int64_t(s.epochs) * batches;
+  std::optional<EpochRecord> partial_record;
+
+  auto save_checkpoint = [&] {
+    run.schedule = schedule.state();
+    model.parameters = backend->parameters();
+    write_checkpoint(s.checkpoint, model, backend->optimizer_state(), run, identity);
+  };
+  auto log_records = [&] {
+    std::vector<EpochRecord> all = run.records;
+    if (partial_record) all.push_back(*partial_record);
+    write_logs(s, all, identity, result.device);
+  };
+  // Validation closes an epoch (or the partial epoch the run stops in).
+  auto close_epoch = [&](bool partial, double lr, Clock::time_point epoch_start) {
+    const auto v0 = Clock::now();
+    EpochRecord r = validate(*backend, validation, o, s.validation_batch);
+    const double val_seconds = seconds_since(v0);
+    const double epoch_seconds = seconds_since(epoch_start);
+    run.epoch_seconds += epoch_seconds;
+    run.seconds += epoch_seconds;
+    r.epoch = int(run.epoch + 1);
+    r.partial = partial;
+    r.steps = run.steps;
+    r.samples = run.samples;
+    r.train_loss = run.epoch_steps ? run.epoch_loss_sum / run.epoch_steps : NAN;
+    r.gradient_norm = run.epoch_steps ? run.epoch_norm_sum / run.epoch_steps : NAN;
+    r.learning_rate = lr;
+    r.samples_per_s = run.epoch_step_seconds > 0
+                          ? double(run.epoch_steps) * source.batch_size() / run.epoch_step_seconds
+                          : 0;
+    r.epoch_seconds = run.epoch_seconds;
+    r.elapsed_seconds = run.seconds;
+    run.last_validation = r;
+    if (!partial) {
+      run.records.push_back(r);
+      schedule.end_epoch(r.val_loss);
+      run.epoch += 1;
+      run.index = 0;
+      run.epoch_loss_sum = run.epoch_norm_sum = run.epoch_seconds = run.epoch_step_seconds = 0;
+      run.epoch_steps = 0;
+    } else {
+      // The partial epoch's time is in the checkpoint's counters already; the record is for the logs.
+      partial_record = r;
+    }
+    if (s.on_epoch) s.on_epoch(r);
+    return val_seconds;
+  };
+
+  // Device-resident backends take their batches in device memory.
+  std::unique_ptr<DeviceStream> stream;
+  std::unique_ptr<DeviceFloats> d_input, d_target;
+  const std::size_t in_size = net.input_shape(source.batch_size()).elements(),
+                    out_size = net.output_shape(source.batch_size()).elements();
+  const bool on_device = backend->device_resident();
+  if (on_device) {
+    stream = std::make_unique<DeviceStream>();
+    d_input = std::make_unique<DeviceFloats>(in_size);
+    d_target = std::make_unique<DeviceFloats>(out_size);
+  }
+  std::unique_ptr<Prefetcher> prefetcher;
+  if (!(on_device && source.device_resident()))
+    prefetcher = std::make_unique<Prefetcher>(source, run.epoch, run.index);
+
+  double last_epoch_seconds = 0, last_val_seconds = 0, lr = schedule.rate(0);
+  std::int64_t session_steps = 0;
+  auto epoch_start = Clock::now();
+  for (;;) {
+    if (s.epochs > 0 && run.epoch >= s.epochs) {
+      result.outcome = TrainingOutcome::Completed;
+      break;
+    }
+    const double session = seconds_since(session_start);
+    if (s.time_budget_s > 0) {
+      // An epoch that would not fit is not started; inside an epoch the run stops when the budget, less the
+      // final validation, is spent. A session always makes at least one step.
+      const bool at_epoch_start = run.index == 0 && run.epoch_steps == 0;
+      if (session_steps > 0 && ((at_epoch_start && session + last_epoch_seconds > s.time_budget_s) ||
+                                session + last_val_seconds >= s.time_budget_s)) {
+        result.outcome = TrainingOutcome::TimeBudget;
+        break;
+      }
+    }
+    if (s.cancel && s.cancel->load()) {
+      result.outcome = TrainingOutcome::Interrupted;
+      break;
+    }
+    if (s.stop_after_steps >= 0 && session_steps >= s.stop_after_steps) {
+      result.outcome = TrainingOutcome::Stopped;
+      break;
+    }
+    if (run.index == 0 && run.epoch_steps == 0) epoch_start = Clock::now();
+
+    const double progress = s.epochs > 0 ? double(run.steps) / double(planned_steps)
+                                         : session / s.time_budget_s;  // cosine over the session's clock
+    OptimizerSettings step_settings = o;
+    step_settings.learning_rate = lr = schedule.rate(progress);
+    const auto t0 = Clock::now();
+    StepResult r;
+    int count = source.batch_size();
+    if (on_device) {
+      if (source.device_resident()) {
+        count = source.produce_device(run.epoch, run.index, d_input->data(), d_target->data(), stream->get());
+      } else {
+        const HostBatch b = prefetcher->next();
+        count = b.count;
+        d_input->upload(b.input.data(), b.input.size(), stream->get());
+        d_target->upload(b.target.data(), b.target.size(), stream->get());
+      }
+      r = backend->step_device(d_input->data(), d_target->data(), count, step_settings, stream->get());
+    } else {
+      const HostBatch b = prefetcher->next();
+      count = b.count;
+      r = backend->step(b.input.data(), b.target.data(), count, step_settings);
+    }
+    const double step_seconds = seconds_since(t0);
+    if (!r.finite) {
+      const bool saved = !run.records.empty() || (s.resume && have_checkpoint);
+      const std::string kept = saved ? fmt::format("the last good checkpoint {} is kept", s.checkpoint)
+                                     : "no checkpoint of this run had been written yet";
+      throw Error(
+          fmt::format("training stopped: the loss or the gradients are not finite at epoch {}, batch {} "
+                      "(step {}: loss {}, "
+                      "gradient norm {}); {}. Lower --lr, set --clip, or check the data",
+                      run.epoch + 1, run.index, run.steps + 1, r.loss, r.gradient_norm, kept));
+    }
+    ++session_steps;
+    run.steps += 1;
+    run.samples += count;
+    run.epoch_steps += 1;
+    run.epoch_loss_sum += r.loss;
+    run.epoch_norm_sum += r.gradient_norm;
+    run.epoch_step_seconds += step_seconds;
+    run.index += 1;
+    if (s.on_step)
+      s.on_step({run.epoch, run.index, batches, run.epoch_loss_sum / run.epoch_steps,
+                 double(run.epoch_steps) * source.batch_size() / run.epoch_step_seconds});
+    if (run.index == batches) {
+      last_val_seconds = close_epoch(false, lr, epoch_start);
+      last_epoch_seconds = run.records.back().epoch_seconds;
+      save_checkpoint();
+      log_records();
+    }
+  }
+
+  const bool mid_epoch = run.index > 0;
+  if (mid_epoch) {
+    // This session's share of the epoch in progress goes into the counters, so that resuming continues them.
+    const double seconds = seconds_since(epoch_start);
+    if (result.outcome == TrainingOutcome::TimeBudget) {
+      close_epoch(true, lr, epoch_start);  // validation for the final record; adds the time
+    } else {
+      run.epoch_seconds += seconds;
+      run.seconds += seconds;
+    }
+  }
+  if (mid_epoch || !exists(s.checkpoint)) save_checkpoint();
+  log_records();
+
+  result.records = run.records;
+  if (partial_record) result.records.push_back(*partial_record);
+  result.final = run.last_validation;
+  result.steps = run.steps;
+  result.samples = run.samples;
+  result.seconds = run.seconds;
+  if (result.outcome == TrainingOutcome::Completed || result.outcome == TrainingOutcome::TimeBudget) {
+    if (!result.final) result.final = validate(*backend, validation, o, s.validation_batch);
+    const EpochRecord& f = *result.final;
+    json record = {{"command", s.command},
+                   {"device", result.device},
+                   {"precision", to_string(s.precision)},
+                   {"run", identity},
+                   {"epochs", run.records.size() + (partial_record ? 1 : 0)},
+                   {"complete_epochs", run.records.size()},
+                   {"steps", run.steps},
+                   {"samples", run.samples},
+                   {"seconds", run.seconds},
+                   {"stopped_by", result.outcome == TrainingOutcome::Completed ? "epochs" : "time budget"},
+                   {"final_validation",
+                    {{"loss", number(f.val_loss)},
+                     {"psnr_db", number(f.val_psnr_db)},
+                     {"ssim_3d", number(f.val_ssim_3d)},
+                     {"ssim_2d", number(f.val_ssim_2d)},
+                     {"samples", validation.count}}}};
+    result.training_record = record.dump();
+    model.parameters = backend->parameters();
+    model.training = result.training_record;
+    write_model(s.output, model, true);
+  }
+  return result;
+}
+
+}  // namespace nfmimo::nn
