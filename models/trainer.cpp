@@ -15,6 +15,8 @@
 #include "kernels/device_array.hpp"
 #include "models/losses.hpp"
 #include "models/metrics.hpp"
+#include "models/pipeline.hpp"
+#include "models/weights.hpp"
 #include "radar/error.hpp"
 
 namespace nfmimo::nn {
@@ -92,6 +94,7 @@ json run_identity(const TrainerSettings& s, const BatchSource& source, const Val
           {"blocks", s.options.blocks},
           {"batch", source.batch_size()},
           {"seed", s.seed},
+          {"init_from", s.init_from},
           {"loss", to_string(o.loss)},
           {"ssim_weight", o.ssim_weight},
           {"learning_rate", o.learning_rate},
@@ -391,6 +394,17 @@ TrainingResult train(const TrainerSettings& s, BatchSource& source, const Valida
     if (s.on_message)
       s.on_message(fmt::format("resuming {} at epoch {}, batch {} ({} steps done)", s.checkpoint,
                                run.epoch + 1, run.index, run.steps));
+  } else if (!s.init_from.empty()) {
+    Model start = read_model(s.init_from);
+    if (start.architecture != s.architecture || start.options.width != s.options.width ||
+        start.options.blocks != s.options.blocks)
+      throw InputError(fmt::format("{}: --init holds a {} network (width {}, blocks {}); this run trains {} (width {}, "
+                                   "blocks {})",
+                                   s.init_from, start.architecture, start.options.width, start.options.blocks,
+                                   s.architecture, s.options.width, s.options.blocks));
+    require_matching(start, s.init_from, format.system, format.grid, "the training data");
+    initial = std::move(start.parameters);
+    if (s.on_message) s.on_message(fmt::format("starting from the weights of {}", s.init_from));
   } else {
     initial = initial_parameters(net, s.seed);
   }

@@ -51,6 +51,8 @@ struct TrainerSettings {
   int epochs = 0;            // stop after this many epochs (0: no limit; then a time budget is needed)
   double time_budget_s = 0;  // > 0: stop this session's training after about this many seconds
   std::uint64_t seed = 1;    // initial weights
+  std::string init_from;     // a weights file to start from instead of random weights (fine-tuning); its
+                             // architecture, width, blocks, system and grid must match the run's
   DeviceKind device = DeviceKind::Cpu;
   Precision precision = Precision::Fp32;
   int validation_batch = 8;

@@ -84,6 +84,24 @@ TEST_F(TrainCli, TrainsWritesRecordAndLogsAndResumesToTheSameWeights) {
   for (const auto& [name, t] : m.parameters) EXPECT_EQ(t.values, p.parameters.at(name).values) << name;
 }
 
+// --init starts from a model's weights: a run stopped before its first step checkpoints exactly those weights;
+// a model of another architecture or width is refused.
+TEST_F(TrainCli, InitStartsFromAModelsWeights) {
+  const std::string base = dir / "base.h5";
+  auto r = nfmimo(kTinyRun + " --epochs 1 --seed 5 --out " + base);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = nfmimo(kTinyRun + " --epochs 1 --seed 6 --init " + base + " --stop-after-steps 0 --out " + (dir / "fine.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("starting from the weights of"), std::string::npos) << r.output;
+  const nn::Model start = nn::read_model(base), checkpoint = nn::read_model(dir / "fine.checkpoint.h5");
+  for (const auto& [name, tensor] : start.parameters)
+    EXPECT_EQ(checkpoint.parameters.at(name).values, tensor.values) << name;
+  const std::string other = kTinyRun;
+  expect_refused(std::string(other).replace(other.find("--width 2"), 9, "--width 4") + " --epochs 1 --init " + base +
+                     " --out " + (dir / "wide.h5"),
+                 "--init holds a unet3d network (width 2", dir / "wide.h5");
+}
+
 TEST_F(TrainCli, EvaluateScoresSeveralLearnedInstancesEachWithItsModel) {
   const std::string a = dir / "a.h5", b = dir / "b.h5";
   ASSERT_EQ(nfmimo(kTinyRun + " --epochs 2 --seed 3 --out " + a).exit_code, 0);

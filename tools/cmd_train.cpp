@@ -28,7 +28,7 @@ namespace {
 struct TrainOptions {
   std::string arch = "unet3d", output, data, val, system = "paper", grid = "paper", config, snr, objects,
               types, phase, time_budget, loss = "mse", schedule = "constant", device = "auto",
-              precision = "fp32", checkpoint;
+              precision = "fp32", checkpoint, init;
   int freqs = 15, batch = 8, epochs = 0, width = 0, blocks = 8, val_count = 0, patience = 3;
   std::int64_t seed = 1, data_seed = -1, val_seed = -1, epoch_size = 512, stop_after_steps = -1;
   double lr = 1e-3, ssim_weight = 1.0, weight_decay = 0, clip = 0, min_lr = 0, factor = 0.5, smooth = 0;
@@ -183,6 +183,7 @@ void run_train(const TrainOptions& o, const CLI::App& c) {
   s.epochs = o.epochs;
   s.time_budget_s = budget;
   s.seed = seed_value(o.seed, "--seed");
+  s.init_from = o.init;
   s.device = device;
   s.precision = precision;
   s.validation_batch = o.batch;
@@ -300,6 +301,7 @@ void add_train_command(CLI::App& app) {
   c->add_option("--width", o->width,
                 "First-level channels (U-Nets, default 32) or feature channels (ResNet, 64)");
   c->add_option("--blocks", o->blocks, "ResNet blocks")->capture_default_str();
+  c->add_option("--init", o->init, "Start from the weights of this model (fine-tuning) instead of random weights");
   c->add_option("--seed", o->seed, "Seed of the initial weights, file shuffling and (default) scenes")
       ->capture_default_str();
   c->add_option("--device,-d", o->device, "auto | cpu | cuda")->capture_default_str();
