@@ -1,4 +1,4 @@
-// DeviceStream and DeviceFloats in a build with CUDA (runtime API only).
+// DeviceStream and DeviceMemory in a build with CUDA (runtime API only).
 #include "kernels/device_array.hpp"
 
 #include <cuda_runtime.h>
@@ -20,22 +20,22 @@ DeviceStream::~DeviceStream() {
 
 void DeviceStream::synchronize() const { NFMIMO_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
-DeviceFloats::DeviceFloats(std::size_t count) : size_(count) {
-  if (count > 0) NFMIMO_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&data_), count * sizeof(float)));
+DeviceMemory::DeviceMemory(std::size_t bytes) : bytes_(bytes) {
+  if (bytes > 0) NFMIMO_CUDA_CHECK(cudaMalloc(&data_, bytes));
 }
 
-DeviceFloats::~DeviceFloats() {
+DeviceMemory::~DeviceMemory() {
   if (data_) NFMIMO_CUDA_LOG(cudaFree(data_));
 }
 
-void DeviceFloats::upload(const float* host, std::size_t count, CUstream_st* stream) {
-  require(count <= size_, "device upload larger than the buffer");
-  NFMIMO_CUDA_CHECK(cudaMemcpyAsync(data_, host, count * sizeof(float), cudaMemcpyHostToDevice, stream));
+void DeviceMemory::upload(const void* host, std::size_t bytes, CUstream_st* stream) {
+  require(bytes <= bytes_, "device upload larger than the buffer");
+  NFMIMO_CUDA_CHECK(cudaMemcpyAsync(data_, host, bytes, cudaMemcpyHostToDevice, stream));
 }
 
-void DeviceFloats::download(float* host, std::size_t count, CUstream_st* stream) const {
-  require(count <= size_, "device download larger than the buffer");
-  NFMIMO_CUDA_CHECK(cudaMemcpyAsync(host, data_, count * sizeof(float), cudaMemcpyDeviceToHost, stream));
+void DeviceMemory::download(void* host, std::size_t bytes, CUstream_st* stream) const {
+  require(bytes <= bytes_, "device download larger than the buffer");
+  NFMIMO_CUDA_CHECK(cudaMemcpyAsync(host, data_, bytes, cudaMemcpyDeviceToHost, stream));
 }
 
 }  // namespace nfmimo

@@ -1,7 +1,6 @@
-// DeviceStream and DeviceFloats in a build without CUDA: a clear error, never a silent fallback.
-#include "kernels/device_array.hpp"
-
+// DeviceStream and DeviceMemory in a build without CUDA: a clear error, never a silent fallback.
 #include "kernels/device.hpp"
+#include "kernels/device_array.hpp"
 #include "radar/error.hpp"
 
 namespace nfmimo {
@@ -16,9 +15,9 @@ DeviceStream::DeviceStream() { unavailable(); }
 DeviceStream::~DeviceStream() = default;
 void DeviceStream::synchronize() const { unavailable(); }
 
-DeviceFloats::DeviceFloats(std::size_t) { unavailable(); }
-DeviceFloats::~DeviceFloats() = default;
-void DeviceFloats::upload(const float*, std::size_t, CUstream_st*) { unavailable(); }
-void DeviceFloats::download(float*, std::size_t, CUstream_st*) const { unavailable(); }
+DeviceMemory::DeviceMemory(std::size_t) { unavailable(); }
+DeviceMemory::~DeviceMemory() = default;
+void DeviceMemory::upload(const void*, std::size_t, CUstream_st*) { unavailable(); }
+void DeviceMemory::download(void*, std::size_t, CUstream_st*) const { unavailable(); }
 
 }  // namespace nfmimo

@@ -17,14 +17,6 @@ void GpuEventTimer::start(CUstream_st* s) { impl_->start.record(s); }
 void GpuEventTimer::stop(CUstream_st* s) { impl_->stop.record(s); }
 double GpuEventTimer::elapsed_ms() const { return impl_->stop.since(impl_->start); }
 
-GpuStreamHandle::GpuStreamHandle() {
-  NFMIMO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-}
-GpuStreamHandle::~GpuStreamHandle() {
-  if (stream_) NFMIMO_CUDA_LOG(cudaStreamDestroy(stream_));
-}
-void GpuStreamHandle::synchronize() const { NFMIMO_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
-
 void gpu_synchronize(CUstream_st* s) { NFMIMO_CUDA_CHECK(cudaStreamSynchronize(s)); }
 
 std::size_t gpu_memory_used() {
@@ -138,17 +130,6 @@ GpuCeilings measure_gpu_ceilings() {
   }
   cublasDestroy(h);
   return c;
-}
-
-GpuBuffer::GpuBuffer(std::size_t bytes) : bytes_(bytes) { NFMIMO_CUDA_CHECK(cudaMalloc(&data_, bytes)); }
-GpuBuffer::~GpuBuffer() {
-  if (data_) NFMIMO_CUDA_LOG(cudaFree(data_));
-}
-void GpuBuffer::upload(const void* host, std::size_t bytes, CUstream_st* s) {
-  NFMIMO_CUDA_CHECK(cudaMemcpyAsync(data_, host, bytes, cudaMemcpyHostToDevice, s));
-}
-void GpuBuffer::download(void* host, std::size_t bytes, CUstream_st* s) const {
-  NFMIMO_CUDA_CHECK(cudaMemcpyAsync(host, data_, bytes, cudaMemcpyDeviceToHost, s));
 }
 
 }  // namespace nfmimo

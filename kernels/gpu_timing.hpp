@@ -25,20 +25,6 @@ class GpuEventTimer {
   std::unique_ptr<Impl> impl_;
 };
 
-// An owned stream for benchmarks and pipelines that are driven from host code compiled without nvcc.
-class GpuStreamHandle {
- public:
-  GpuStreamHandle();
-  ~GpuStreamHandle();
-  GpuStreamHandle(const GpuStreamHandle&) = delete;
-  GpuStreamHandle& operator=(const GpuStreamHandle&) = delete;
-  CUstream_st* get() const { return stream_; }
-  void synchronize() const;
-
- private:
-  CUstream_st* stream_ = nullptr;
-};
-
 // Waits for all work on a stream.
 void gpu_synchronize(CUstream_st* stream);
 
@@ -56,22 +42,5 @@ struct GpuCeilings {
   double gemm_fp16_tflops = 0, gemm_bf16_tflops = 0, gemm_tf32_tflops = 0, gemm_fp32_tflops = 0;
 };
 GpuCeilings measure_gpu_ceilings();
-
-// Host <-> device copies through pinned staging, timed separately from compute by the benchmarks.
-class GpuBuffer {
- public:
-  explicit GpuBuffer(std::size_t bytes);
-  ~GpuBuffer();
-  GpuBuffer(const GpuBuffer&) = delete;
-  GpuBuffer& operator=(const GpuBuffer&) = delete;
-  void* data() const { return data_; }
-  std::size_t bytes() const { return bytes_; }
-  void upload(const void* host, std::size_t bytes, CUstream_st* stream);
-  void download(void* host, std::size_t bytes, CUstream_st* stream) const;
-
- private:
-  void* data_ = nullptr;
-  std::size_t bytes_ = 0;
-};
 
 }  // namespace nfmimo

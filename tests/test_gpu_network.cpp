@@ -19,6 +19,7 @@
 
 #include "kernels/device.hpp"
 #include "kernels/gpu_normalise.hpp"
+#include "kernels/device_array.hpp"
 #include "kernels/gpu_timing.hpp"
 #include "models/architectures.hpp"
 #include "models/cpu_network.hpp"
@@ -383,15 +384,13 @@ TEST_F(GpuNet, PaperUNet3dMatchesCpuAtEveryPrecision) {
 TEST_F(GpuNet, ExecutingAPlannedBatchAllocatesNothing) {
   const Network net = build_network("unet3d", 9, 10, 17, {.width = 8});
   GpuNetwork gpu(net, random_parameters(net, 3), Mode::Inference, Precision::Fp16);
-  GpuBuffer in(net.input_shape(4).elements() * sizeof(float)),
-      out(net.output_shape(4).elements() * sizeof(float));
-  GpuStreamHandle stream;
+  DeviceFloats in(net.input_shape(4).elements()), out(net.output_shape(4).elements());
+  DeviceStream stream;
   gpu.plan(4);
-  gpu.forward_device(static_cast<float*>(in.data()), static_cast<float*>(out.data()), 4, stream.get());
+  gpu.forward_device(in.data(), out.data(), 4, stream.get());
   stream.synchronize();
   const std::size_t before = gpu_memory_used();
-  for (int i = 0; i < 5; ++i)
-    gpu.forward_device(static_cast<float*>(in.data()), static_cast<float*>(out.data()), 4, stream.get());
+  for (int i = 0; i < 5; ++i) gpu.forward_device(in.data(), out.data(), 4, stream.get());
   stream.synchronize();
   EXPECT_EQ(gpu_memory_used(), before);
 }
@@ -612,12 +611,12 @@ TEST_F(GpuNet, ComplexMagnitudeKernelMatchesTheHost) {
   const auto z = test::random_complex<float>(10007, 12);
   std::vector<float> expected(z.size()), got(z.size());
   for (std::size_t i = 0; i < z.size(); ++i) expected[i] = std::abs(z[i]);
-  GpuBuffer in(z.size() * sizeof(cfloat)), out(z.size() * sizeof(float));
-  GpuStreamHandle stream;
-  in.upload(z.data(), in.bytes(), stream.get());
-  complex_magnitude(static_cast<const cfloat*>(in.data()), static_cast<float*>(out.data()), z.size(),
-                    stream.get());
-  out.download(got.data(), out.bytes(), stream.get());
+  DeviceArray<cfloat> in(z.size());
+  DeviceFloats out(z.size());
+  DeviceStream stream;
+  in.upload(z.data(), z.size(), stream.get());
+  complex_magnitude(in.data(), out.data(), z.size(), stream.get());
+  out.download(got.data(), got.size(), stream.get());
   stream.synchronize();
   EXPECT_TRUE(relative_error_below(view(got), view(expected), 1e-6));
 }

@@ -12,6 +12,7 @@
 
 #include "data/atomic_file.hpp"
 #include "kernels/device.hpp"
+#include "kernels/device_array.hpp"
 #include "kernels/gpu_imaging.hpp"
 #include "kernels/gpu_timing.hpp"
 #include "radar/cpu_operator.hpp"
@@ -26,7 +27,8 @@ namespace nfmimo {
 namespace {
 
 struct BenchOptions {
-  std::string methods = "adjoint", modes = "exact,fast", batches = "1,64,512", devices = "auto", system = "paper";
+  std::string methods = "adjoint", modes = "exact,fast", batches = "1,64,512", devices = "auto",
+              system = "paper";
   std::string json, csv, grid = "paper", precisions = "fp32,tf32,fp16", train_batches = "32", model;
   int freqs = 15, width = 0;
   bool quick = false;
@@ -70,8 +72,12 @@ struct PhysicsOp {
 class PhysicsBench {
  public:
   PhysicsBench(const RadarSystem& s, const ImagingGrid& g, int max_batch)
-      : s_(s), g_(g), V_(g.voxels()), S_(s.samples_per_frame()),
-        x_(random_frames(V_ * max_batch, 1)), y_(random_frames(S_ * max_batch, 2)) {}
+      : s_(s),
+        g_(g),
+        V_(g.voxels()),
+        S_(s.samples_per_frame()),
+        x_(random_frames(V_ * max_batch, 1)),
+        y_(random_frames(S_ * max_batch, 2)) {}
 
   // The double reference of frame 0 (identical in every batch: frames are generated in order from one seed).
   const std::vector<cdouble>& reference(const PhysicsOp& op) {
@@ -229,15 +235,15 @@ void run(const BenchOptions& o) {
     const std::string dev = to_string(d);
     std::unique_ptr<CpuOperator> cpu;
     std::unique_ptr<GpuImagingPlan> gpu;
-    std::unique_ptr<GpuStreamHandle> stream;
-    std::unique_ptr<GpuBuffer> dx, dy;
+    std::unique_ptr<DeviceStream> stream;
+    std::unique_ptr<DeviceArray<cfloat>> dx, dy;
     if (d == DeviceKind::Cpu) {
       cpu = std::make_unique<CpuOperator>(s, g);
     } else {
       gpu = std::make_unique<GpuImagingPlan>(s, g, max_batch);
-      stream = std::make_unique<GpuStreamHandle>();
-      dx = std::make_unique<GpuBuffer>(pb.V_ * max_batch * sizeof(cfloat));
-      dy = std::make_unique<GpuBuffer>(pb.S_ * max_batch * sizeof(cfloat));
+      stream = std::make_unique<DeviceStream>();
+      dx = std::make_unique<DeviceArray<cfloat>>(pb.V_ * max_batch);
+      dy = std::make_unique<DeviceArray<cfloat>>(pb.S_ * max_batch);
     }
     for (const PhysicsOp& op : ops)
       for (int batch : batches) {
@@ -248,7 +254,8 @@ void run(const BenchOptions& o) {
         row.precision = "fp32";
         row.batch = batch;
         pb.cost(op, row);
-        std::fprintf(stderr, "bench: %s %s on %s, batch %d\n", op.name.c_str(), row.mode.c_str(), dev.c_str(), batch);
+        std::fprintf(stderr, "bench: %s %s on %s, batch %d\n", op.name.c_str(), row.mode.c_str(), dev.c_str(),
+                     batch);
         std::vector<cfloat> out(op.is_forward() ? pb.S_ * batch : pb.V_ * batch);
         const cfloat* in = op.is_forward() ? pb.x_.data() : pb.y_.data();
         const std::size_t in_count = (op.is_forward() ? pb.V_ : pb.S_) * batch;
@@ -264,23 +271,26 @@ void run(const BenchOptions& o) {
           };
           row.compute = bench::summarise(bench::time_calls(rules, call));
         } else {
-          GpuBuffer& din = op.is_forward() ? *dx : *dy;
-          GpuBuffer& dout = op.is_forward() ? *dy : *dx;
-          din.upload(in, in_count * sizeof(cfloat), stream->get());
+          DeviceArray<cfloat>& din = op.is_forward() ? *dx : *dy;
+          DeviceArray<cfloat>& dout = op.is_forward() ? *dy : *dx;
+          din.upload(in, in_count, stream->get());
           auto call = [&] {
             if (op.is_forward())
-              gpu->forward(static_cast<const cfloat*>(din.data()), static_cast<cfloat*>(dout.data()), batch,
-                           stream->get());
+              gpu->forward(din.data(), dout.data(), batch, stream->get());
             else
-              gpu->image(method, op.mode, static_cast<const cfloat*>(din.data()), static_cast<cfloat*>(dout.data()),
-                         batch, stream->get());
+              gpu->image(method, op.mode, din.data(), dout.data(), batch, stream->get());
           };
           row.compute = bench::summarise(bench::time_calls(rules, call, stream->get()));
           bench::TimingRules copy_rules{1, 3, 10, 1.0};
-          row.upload_ms = bench::summarise(bench::time_calls(copy_rules, [&] { din.upload(in, in_count * sizeof(cfloat), stream->get()); },
-                                                             stream->get())).median_ms;
-          row.download_ms = bench::summarise(bench::time_calls(copy_rules, [&] { dout.download(out.data(), out.size() * sizeof(cfloat), stream->get()); },
-                                                               stream->get())).median_ms;
+          row.upload_ms = bench::summarise(bench::time_calls(
+                                               copy_rules, [&] { din.upload(in, in_count, stream->get()); },
+                                               stream->get()))
+                              .median_ms;
+          row.download_ms =
+              bench::summarise(bench::time_calls(
+                                   copy_rules, [&] { dout.download(out.data(), out.size(), stream->get()); },
+                                   stream->get()))
+                  .median_ms;
           stream->synchronize();
           row.device_memory_bytes = static_cast<double>(gpu_memory_used());
         }
@@ -300,7 +310,8 @@ void run(const BenchOptions& o) {
           s, g, d, learned, [&](const std::string& p) { return matrix_ceilings[dev].at(p); }, rows,
           row_ceilings);
     }
-  for (std::size_t i = 0; i < rows.size(); ++i) report["rows"].push_back(bench::to_json(rows[i], row_ceilings[i]));
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    report["rows"].push_back(bench::to_json(rows[i], row_ceilings[i]));
   bench::print_table(rows, row_ceilings);
   if (!o.json.empty()) {
     AtomicOutput out(o.json, true);
@@ -310,15 +321,17 @@ void run(const BenchOptions& o) {
   if (!o.csv.empty()) bench::write_csv(o.csv, rows, row_ceilings);
   for (const auto& r : rows)
     if (!r.check_passed)
-      throw Error(fmt::format("benchmark row {} {} {} batch {} produced a wrong result (relative error {:.2e})", r.op,
-                              r.mode, r.device, r.batch, r.check_error));
+      throw Error(
+          fmt::format("benchmark row {} {} {} batch {} produced a wrong result (relative error {:.2e})", r.op,
+                      r.mode, r.device, r.batch, r.check_error));
 }
 
 }  // namespace
 
 void add_bench_command(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
-  CLI::App* c = app.add_subcommand("bench", "Benchmark throughput and latency (JSON/CSV), with floors and checks");
+  CLI::App* c =
+      app.add_subcommand("bench", "Benchmark throughput and latency (JSON/CSV), with floors and checks");
   c->add_option(
        "--methods", o->methods,
        "Comma list: physics (adjoint, backprojection, kirchhoff, forward), networks (unet3d, unet2d, "
@@ -340,7 +353,8 @@ void add_bench_command(CLI::App& app) {
   c->add_option("--system", o->system, "Radar system by name")->capture_default_str();
   c->add_option("--freqs,-K", o->freqs, "Number of frequencies")->capture_default_str();
   c->add_option("--grid", o->grid, "Grid: 'paper' or 'x0:x1:nx,y0:y1:ny,z0:z1:nz'")->capture_default_str();
-  c->add_option("--seconds", o->seconds, "Time budget per row (stops earlier after 100 iterations)")->capture_default_str();
+  c->add_option("--seconds", o->seconds, "Time budget per row (stops earlier after 100 iterations)")
+      ->capture_default_str();
   c->add_option("--json", o->json, "Write the report as JSON");
   c->add_option("--csv", o->csv, "Write the rows as CSV");
   c->add_flag("--quick", o->quick, "Few iterations (CI): checks that every row is complete and correct");

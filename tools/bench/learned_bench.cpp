@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "kernels/device_array.hpp"
 #include "kernels/gpu_timing.hpp"
 #include "models/architectures.hpp"
 #include "models/cpu_network.hpp"
@@ -150,7 +151,7 @@ void set_unchecked(Row& row, const std::string& why) {
   row.check_against = "unchecked: " + why;
 }
 
-void time_copies(Row& row, GpuBuffer& in, const void* host_in, std::size_t in_bytes, GpuBuffer* out,
+void time_copies(Row& row, DeviceMemory& in, const void* host_in, std::size_t in_bytes, DeviceMemory* out,
                  void* host_out, std::size_t out_bytes, CUstream_st* s) {
   const TimingRules copy_rules{1, 3, 10, 1.0};
   row.upload_ms = summarise(time_calls(
@@ -196,13 +197,13 @@ void network_rows(const std::string& arch, const RadarSystem& system, const Imag
     if (device == DeviceKind::Cpu && p != Precision::Fp32) continue;  // the CPU backend runs fp32 only
     std::unique_ptr<GpuNetwork> gpu;
     std::unique_ptr<CpuNetwork> cpu;
-    std::unique_ptr<GpuStreamHandle> stream;
-    std::unique_ptr<GpuBuffer> din, dout;
+    std::unique_ptr<DeviceStream> stream;
+    std::unique_ptr<DeviceMemory> din, dout;
     if (device == DeviceKind::Cuda) {
       gpu = std::make_unique<GpuNetwork>(net, model.parameters, Mode::Inference, p);
-      stream = std::make_unique<GpuStreamHandle>();
-      din = std::make_unique<GpuBuffer>(input.size() * sizeof(float));
-      dout = std::make_unique<GpuBuffer>(out_per * std::size_t(max_batch) * sizeof(float));
+      stream = std::make_unique<DeviceStream>();
+      din = std::make_unique<DeviceMemory>(input.size() * sizeof(float));
+      dout = std::make_unique<DeviceMemory>(out_per * std::size_t(max_batch) * sizeof(float));
     } else {
       cpu = std::make_unique<CpuNetwork>(net, model.parameters, Mode::Inference);
     }
@@ -299,12 +300,12 @@ void pipeline_rows(const std::string& method, const RadarSystem& system, const I
       if (device == DeviceKind::Cpu && p != Precision::Fp32) continue;
       LearnedPipeline pipe(method, model, device, mode, device == DeviceKind::Cuda ? max_batch : 8, p);
       GpuLearnedPipeline* gp = pipe.gpu();
-      std::unique_ptr<GpuStreamHandle> stream;
-      std::unique_ptr<GpuBuffer> dy, dv;
+      std::unique_ptr<DeviceStream> stream;
+      std::unique_ptr<DeviceMemory> dy, dv;
       if (gp) {
-        stream = std::make_unique<GpuStreamHandle>();
-        dy = std::make_unique<GpuBuffer>(y.size() * sizeof(cfloat));
-        dv = std::make_unique<GpuBuffer>(V * std::size_t(max_batch) * sizeof(float));
+        stream = std::make_unique<DeviceStream>();
+        dy = std::make_unique<DeviceMemory>(y.size() * sizeof(cfloat));
+        dv = std::make_unique<DeviceMemory>(V * std::size_t(max_batch) * sizeof(float));
       }
       for (int batch : o.batches) {
         std::fprintf(stderr, "bench: %s %s %s on %s, batch %d\n", method.c_str(), mode_name.c_str(),
@@ -405,8 +406,8 @@ void training_rows(const std::string& arch, const RadarSystem& system, const Ima
       double first_loss = 0;
       if (device == DeviceKind::Cuda) {
         GpuTrainingBackend backend(net, model.parameters, p);
-        GpuStreamHandle stream;
-        GpuBuffer din(input.size() * sizeof(float)), dt(target.size() * sizeof(float));
+        DeviceStream stream;
+        DeviceMemory din(input.size() * sizeof(float)), dt(target.size() * sizeof(float));
         din.upload(input.data(), din.bytes(), stream.get());
         dt.upload(target.data(), dt.bytes(), stream.get());
         const auto* x = static_cast<const float*>(din.data());
