@@ -9,6 +9,7 @@
 #include "models/cpu_network.hpp"
 #include "models/reference.hpp"
 #include "radar/error.hpp"
+#include "tests/layer_cases.hpp"
 #include "tests/test_util.hpp"
 
 namespace nfmimo::nn {
@@ -48,99 +49,8 @@ Parameters random_parameters(const Network& net, unsigned seed) {
   return p;
 }
 
-struct LayerCase {
-  std::string name;
-  std::function<Network()> build;
-  // Relative tolerance of float32 vs double: sums of up to a few hundred products (convolutions) lose about
-  // sqrt(terms) * 2^-24 relative; elementwise layers lose one rounding.
-  double tolerance = 1e-5;
-};
-
-Network single(const std::string& name, Shape input, const std::function<void(Network&)>& add) {
-  Network net(name, input);
-  add(net);
-  return net;
-}
-
-std::vector<LayerCase> layer_cases() {
-  const Shape in{0, 3, 6, 5, 7};
-  return {
-      {"conv3x3x3_same",
-       [=] { return single("conv", in, [](Network& n) {
-               n.conv("c", 0, 4, {3, 3, 3});
-             }); }},
-      {"conv3x3x1_same",
-       [=] { return single("conv", in, [](Network& n) {
-               n.conv("c", 0, 4, {3, 3, 1});
-             }); }},
-      {"conv1x1x1", [=] { return single("conv", in, [](Network& n) {
-                            n.conv("c", 0, 2, {1, 1, 1});
-                          }); }},
-      {"conv3x3x3_valid",
-       [=] { return single("conv", in, [](Network& n) {
-               n.conv("c", 0, 4, {3, 3, 3}, false);
-             }); }},
-      {"conv2x2x2_same_even",
-       [=] { return single("conv", in, [](Network& n) {
-               n.conv("c", 0, 3, {2, 2, 2});
-             }); }},
-      {"conv3x3x3_stride2",
-       [=] { return single("conv", in, [](Network& n) {
-               n.conv("c", 0, 4, {3, 3, 3}, true, {2, 2, 2});
-             }); }},
-      {"conv_one_input_channel",
-       [] {
-         return single("conv", {0, 1, 6, 5, 7}, [](Network& n) { n.conv("c", 0, 8, {3, 3, 3}); });
-       }},
-      {"conv_transpose2x2x2",
-       [=] {
-         return single("up", in, [](Network& n) { n.conv_transpose("u", 0, 4, {2, 2, 2}, {2, 2, 2}); });
-       }},
-      {"conv_transpose2x2x1_stride2",
-       [=] {
-         return single("up", in, [](Network& n) { n.conv_transpose("u", 0, 4, {2, 2, 1}, {2, 2, 2}); });
-       }},
-      {"batch_norm", [=] { return single("bn", in, [](Network& n) { n.batch_norm("b", 0); }); }},
-      {"conv_bn_relu",
-       [=] {
-         return single("cbr", in, [](Network& n) {
-           n.relu("r", n.batch_norm("b", n.conv("c", 0, 4, {3, 3, 3})));
-         });
-       }},
-      {"conv_sigmoid",
-       [=] { return single("cs", in, [](Network& n) {
-               n.sigmoid("s", n.conv("c", 0, 1, {1, 1, 1}));
-             }); }},
-      {"relu", [=] { return single("relu", in, [](Network& n) { n.relu("r", 0); }); }, 1e-7},
-      {"sigmoid", [=] { return single("sigmoid", in, [](Network& n) { n.sigmoid("s", 0); }); }, 1e-7},
-      {"max_pool_even",
-       [] {
-         return single("pool", {0, 3, 6, 4, 8}, [](Network& n) { n.max_pool("p", 0, {2, 2, 2}); });
-       },
-       1e-7},
-      {"max_pool_odd", [=] { return single("pool", in, [](Network& n) {
-                               n.max_pool("p", 0, {2, 2, 2});
-                             }); },
-       1e-7},
-      {"concat",
-       [=] {
-         return single("cat", in, [](Network& n) { n.concat("cat", n.conv("c", 0, 2, {1, 1, 1}), 0); });
-       }},
-      {"crop", [=] { return single("crop", in, [](Network& n) {
-                       n.crop("k", 0, {1, 0, 2}, {0, 1, 1});
-                     }); },
-       1e-7},
-      {"zero_pad",
-       [=] { return single("pad", in, [](Network& n) {
-               n.zero_pad("z", 0, {1, 0, 2}, {0, 1, 1});
-             }); }, 1e-7},
-      {"add",
-       [=] { return single("add", in, [](Network& n) {
-               n.add("a", n.conv("c", 0, 3, {3, 3, 3}), 0);
-             }); }},
-      {"dense", [=] { return single("dense", in, [](Network& n) { n.dense("d", 0, 5); }); }},
-  };
-}
+using test::layer_cases;
+using test::LayerCase;
 
 class Layer : public ::testing::TestWithParam<LayerCase> {};
 
