@@ -479,39 +479,41 @@ void GpuImagingPlan::image(Method method, ImagingMode mode, const cfloat* d_y, c
   NFMIMO_CUDA_CHECK_LAUNCH();
 }
 
+namespace {
+// The host-pointer wrappers: frames go through the plan's staging buffers in chunks of max_batch on the
+// plan's own stream, `run(in_device, out_device, frames, stream)` doing the device work of one chunk.
+template <class Run>
+void through_staging(CudaStream& stream, DeviceBuffer<float2>& in_buf, DeviceBuffer<float2>& out_buf,
+                     int max_batch, const cfloat* in, std::size_t in_frame, cfloat* out,
+                     std::size_t out_frame, int batch, Run run) {
+  in_buf.reserve(in_frame * max_batch);
+  out_buf.reserve(out_frame * max_batch);
+  cudaStream_t s = stream.get();
+  for (int n0 = 0; n0 < batch; n0 += max_batch) {
+    const int nb = std::min(max_batch, batch - n0);
+    in_buf.upload(reinterpret_cast<const float2*>(in) + n0 * in_frame, nb * in_frame, s);
+    run(reinterpret_cast<const cfloat*>(in_buf.data()), reinterpret_cast<cfloat*>(out_buf.data()), nb, s);
+    out_buf.download(reinterpret_cast<float2*>(out) + n0 * out_frame, nb * out_frame, s);
+  }
+  stream.synchronize();
+}
+}  // namespace
+
 void GpuImagingPlan::forward_host(const cfloat* x, cfloat* y, int batch) const {
   Impl& p = *impl_;
   if (!p.host_stream) p.host_stream = std::make_unique<CudaStream>();
-  const std::size_t V = p.V, S = p.system.samples_per_frame();
-  p.host_x.reserve(V * p.max_batch);
-  p.host_y.reserve(S * p.max_batch);
-  cudaStream_t s = p.host_stream->get();
-  for (int n0 = 0; n0 < batch; n0 += p.max_batch) {
-    const int nb = std::min(p.max_batch, batch - n0);
-    p.host_x.upload(reinterpret_cast<const float2*>(x) + n0 * V, nb * V, s);
-    forward(reinterpret_cast<const cfloat*>(p.host_x.data()), reinterpret_cast<cfloat*>(p.host_y.data()), nb,
-            s);
-    p.host_y.download(reinterpret_cast<float2*>(y) + n0 * S, nb * S, s);
-  }
-  p.host_stream->synchronize();
+  through_staging(*p.host_stream, p.host_x, p.host_y, p.max_batch, x, p.V, y, p.system.samples_per_frame(),
+                  batch,
+                  [&](const cfloat* in, cfloat* out, int nb, cudaStream_t s) { forward(in, out, nb, s); });
 }
 
 void GpuImagingPlan::image_host(Method method, ImagingMode mode, const cfloat* y, cfloat* x,
                                 int batch) const {
   Impl& p = *impl_;
   if (!p.host_stream) p.host_stream = std::make_unique<CudaStream>();
-  const std::size_t V = p.V, S = p.system.samples_per_frame();
-  p.host_x.reserve(V * p.max_batch);
-  p.host_y.reserve(S * p.max_batch);
-  cudaStream_t s = p.host_stream->get();
-  for (int n0 = 0; n0 < batch; n0 += p.max_batch) {
-    const int nb = std::min(p.max_batch, batch - n0);
-    p.host_y.upload(reinterpret_cast<const float2*>(y) + n0 * S, nb * S, s);
-    image(method, mode, reinterpret_cast<const cfloat*>(p.host_y.data()),
-          reinterpret_cast<cfloat*>(p.host_x.data()), nb, s);
-    p.host_x.download(reinterpret_cast<float2*>(x) + n0 * V, nb * V, s);
-  }
-  p.host_stream->synchronize();
+  through_staging(
+      *p.host_stream, p.host_y, p.host_x, p.max_batch, y, p.system.samples_per_frame(), x, p.V, batch,
+      [&](const cfloat* in, cfloat* out, int nb, cudaStream_t s) { image(method, mode, in, out, nb, s); });
 }
 
 }  // namespace nfmimo

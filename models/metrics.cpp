@@ -43,10 +43,11 @@ std::vector<double> gaussian_taps(const SsimParams& p) {
   return w;
 }
 
-// Separable filtering of a [nx, ny, nz] array along the axes with filter[axis] set, in place.
-void gaussian_filter(std::vector<double>& a, const std::array<int, 3>& dims, const std::array<bool, 3>& axes,
-                     const std::vector<double>& taps) {
-  const int r = static_cast<int>(taps.size() / 2);
+// Applies `filter(line, out)` to every line of a [nx, ny, nz] array along each axis with axes[axis] set, in
+// place: `line` holds the line's samples, `out` (same length) receives the result.
+template <class Filter>
+void for_each_line(std::vector<double>& a, const std::array<int, 3>& dims, const std::array<bool, 3>& axes,
+                   Filter filter) {
   const std::array<std::size_t, 3> stride = {std::size_t(dims[1]) * dims[2], std::size_t(dims[2]), 1};
   std::vector<double> line, out;
   for (int axis = 0; axis < 3; ++axis) {
@@ -60,14 +61,24 @@ void gaussian_filter(std::vector<double>& a, const std::array<int, 3>& dims, con
       for (int i2 = 0; i2 < dims[o2]; ++i2) {
         const std::size_t base = i1 * stride[o1] + i2 * stride[o2];
         for (int i = 0; i < n; ++i) line[i] = a[base + i * stride[axis]];
-        for (int i = 0; i < n; ++i) {
-          double s = 0;
-          for (int k = -r; k <= r; ++k) s += taps[k + r] * line[reflect_index(i + k, n)];
-          out[i] = s;
-        }
+        filter(line, out);
         for (int i = 0; i < n; ++i) a[base + i * stride[axis]] = out[i];
       }
   }
+}
+
+// Separable filtering of a [nx, ny, nz] array along the axes with axes[axis] set, in place (reflected edges).
+void gaussian_filter(std::vector<double>& a, const std::array<int, 3>& dims, const std::array<bool, 3>& axes,
+                     const std::vector<double>& taps) {
+  const int r = static_cast<int>(taps.size() / 2);
+  for_each_line(a, dims, axes, [&](const std::vector<double>& line, std::vector<double>& out) {
+    const int n = static_cast<int>(line.size());
+    for (int i = 0; i < n; ++i) {
+      double s = 0;
+      for (int k = -r; k <= r; ++k) s += taps[k + r] * line[reflect_index(i + k, n)];
+      out[i] = s;
+    }
+  });
 }
 
 // The adjoint (transpose) of gaussian_filter: every output sample scatters back to the input samples it was
@@ -77,24 +88,12 @@ void gaussian_filter(std::vector<double>& a, const std::array<int, 3>& dims, con
 void gaussian_filter_adjoint(std::vector<double>& a, const std::array<int, 3>& dims,
                              const std::array<bool, 3>& axes, const std::vector<double>& taps) {
   const int r = static_cast<int>(taps.size() / 2);
-  const std::array<std::size_t, 3> stride = {std::size_t(dims[1]) * dims[2], std::size_t(dims[2]), 1};
-  std::vector<double> line, out;
-  for (int axis = 0; axis < 3; ++axis) {
-    if (!axes[axis]) continue;
-    const int n = dims[axis];
-    line.resize(n);
-    out.resize(n);
-    const int o1 = axis == 0 ? 1 : 0, o2 = axis == 2 ? 1 : 2;
-    for (int i1 = 0; i1 < dims[o1]; ++i1)
-      for (int i2 = 0; i2 < dims[o2]; ++i2) {
-        const std::size_t base = i1 * stride[o1] + i2 * stride[o2];
-        for (int i = 0; i < n; ++i) line[i] = a[base + i * stride[axis]];
-        std::fill(out.begin(), out.end(), 0.0);
-        for (int i = 0; i < n; ++i)
-          for (int k = -r; k <= r; ++k) out[reflect_index(i + k, n)] += taps[k + r] * line[i];
-        for (int i = 0; i < n; ++i) a[base + i * stride[axis]] = out[i];
-      }
-  }
+  for_each_line(a, dims, axes, [&](const std::vector<double>& line, std::vector<double>& out) {
+    const int n = static_cast<int>(line.size());
+    std::fill(out.begin(), out.end(), 0.0);
+    for (int i = 0; i < n; ++i)
+      for (int k = -r; k <= r; ++k) out[reflect_index(i + k, n)] += taps[k + r] * line[i];
+  });
 }
 
 // Mean SSIM over the voxels of the crop: along each filtered axis, `radius` samples are dropped at both ends
