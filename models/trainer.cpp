@@ -398,13 +398,22 @@ TrainingResult train(const TrainerSettings& s, BatchSource& source, const Valida
     Model start = read_model(s.init_from);
     if (start.architecture != s.architecture || start.options.width != s.options.width ||
         start.options.blocks != s.options.blocks)
-      throw InputError(fmt::format("{}: --init holds a {} network (width {}, blocks {}); this run trains {} (width {}, "
-                                   "blocks {})",
-                                   s.init_from, start.architecture, start.options.width, start.options.blocks,
-                                   s.architecture, s.options.width, s.options.blocks));
-    require_matching(start, s.init_from, format.system, format.grid, "the training data");
+      throw InputError(
+          fmt::format("{}: --init holds a {} network (width {}, blocks {}); this run trains {} (width {}, "
+                      "blocks {})",
+                      s.init_from, start.architecture, start.options.width, start.options.blocks,
+                      s.architecture, s.options.width, s.options.blocks));
+    // The network sees an image on the grid, so the grid must match; the radar system may differ: the weights
+    // of a model trained for another frequency set or SNR are a better start than random ones (transfer).
+    if (auto d = describe_difference(start.grid, format.grid))
+      throw InputError(fmt::format(
+          "{}: --init holds a model for another imaging grid than the training data's: {}", s.init_from, *d));
     initial = std::move(start.parameters);
-    if (s.on_message) s.on_message(fmt::format("starting from the weights of {}", s.init_from));
+    if (s.on_message) {
+      s.on_message(fmt::format("starting from the weights of {}", s.init_from));
+      if (auto d = describe_difference(start.system, format.system))
+        s.on_message(fmt::format("  (transfer: that model was trained for another radar system: {})", *d));
+    }
   } else {
     initial = initial_parameters(net, s.seed);
   }

@@ -84,22 +84,38 @@ TEST_F(TrainCli, TrainsWritesRecordAndLogsAndResumesToTheSameWeights) {
   for (const auto& [name, t] : m.parameters) EXPECT_EQ(t.values, p.parameters.at(name).values) << name;
 }
 
-// --init starts from a model's weights: a run stopped before its first step checkpoints exactly those weights;
-// a model of another architecture or width is refused.
+// --init starts from a model's weights: a run stopped before its first step checkpoints exactly those
+// weights; a model of another architecture, width or grid is refused; one of another radar system is a
+// transfer start.
 TEST_F(TrainCli, InitStartsFromAModelsWeights) {
   const std::string base = dir / "base.h5";
   auto r = nfmimo(kTinyRun + " --epochs 1 --seed 5 --out " + base);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = nfmimo(kTinyRun + " --epochs 1 --seed 6 --init " + base + " --stop-after-steps 0 --out " + (dir / "fine.h5"));
+  r = nfmimo(kTinyRun + " --epochs 1 --seed 6 --init " + base + " --stop-after-steps 0 --out " +
+             (dir / "fine.h5"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("starting from the weights of"), std::string::npos) << r.output;
   const nn::Model start = nn::read_model(base), checkpoint = nn::read_model(dir / "fine.checkpoint.h5");
   for (const auto& [name, tensor] : start.parameters)
     EXPECT_EQ(checkpoint.parameters.at(name).values, tensor.values) << name;
   const std::string other = kTinyRun;
-  expect_refused(std::string(other).replace(other.find("--width 2"), 9, "--width 4") + " --epochs 1 --init " + base +
-                     " --out " + (dir / "wide.h5"),
+  expect_refused(std::string(other).replace(other.find("--width 2"), 9, "--width 4") + " --epochs 1 --init " +
+                     base + " --out " + (dir / "wide.h5"),
                  "--init holds a unet3d network (width 2", dir / "wide.h5");
+  // Another radar system (K = 5 instead of 4) is a transfer start; another grid is refused.
+  std::string other_k = kTinyRun;
+  other_k.replace(other_k.find("--freqs 4"), 9, "--freqs 5");
+  r = nfmimo(other_k + " --epochs 1 --init " + base + " --stop-after-steps 0 --out " + (dir / "k5.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("transfer: that model was trained for another radar system"), std::string::npos)
+      << r.output;
+  const nn::Model transferred = nn::read_model(dir / "k5.checkpoint.h5");
+  for (const auto& [name, tensor] : start.parameters)
+    EXPECT_EQ(transferred.parameters.at(name).values, tensor.values) << name;
+  std::string other_grid = kTinyRun;
+  other_grid.replace(other_grid.find("0.4:0.55:8"), 10, "0.4:0.55:9");
+  expect_refused(other_grid + " --epochs 1 --init " + base + " --out " + (dir / "g.h5"),
+                 "--init holds a model for another imaging grid", dir / "g.h5");
 }
 
 TEST_F(TrainCli, EvaluateScoresSeveralLearnedInstancesEachWithItsModel) {
