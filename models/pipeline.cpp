@@ -22,10 +22,10 @@ const std::vector<LearnedMethodSpec>& learned_method_specs() {
        "CV-Deep2S: complex adjoint as real/imaginary channels, CV U-Net (--model FILE)"},
       {"deep2s-unet2d", "unet2d", false, "Deep2S with the 2D-kernel U-Net (--model FILE)"},
       {"deep2s-resnet", "resnet", false, "Deep2S with the ResNet (--model FILE)"},
-      {"deepdi", "deepdi", true,
-       "DeepDI: learned complex dense layer (no physics) + CV U-Net, CPU only (--model FILE)", true},
+      {"deepdi", "deepdi", true, "DeepDI: learned complex dense layer (no physics) + CV U-Net (--model FILE)",
+       true},
       {"deep2s-plus", "deep2s-plus", true,
-       "Deep2S+: dense layer initialised to A^H, trained with the CV U-Net, CPU only (--model FILE)", true}};
+       "Deep2S+: dense layer initialised to A^H, trained with the CV U-Net (--model FILE)", true}};
   return specs;
 }
 
@@ -60,10 +60,6 @@ LearnedPipeline::LearnedPipeline(const std::string& method, Model model, DeviceK
           fmt::format("method '{}' needs a '{}' model, but the model is a '{}' network", spec_.name,
                       spec_.architecture, model_.architecture));
   device_ = resolve_device(device);  // InputError with the reason when CUDA is asked for and unavailable
-  require(!(spec_.dense_first_stage && device_ == DeviceKind::Cuda),
-          fmt::format("method '{}' runs on the CPU only so far (its dense layer has no GPU path yet): use "
-                      "--device cpu",
-                      spec_.name));
   if (device_ == DeviceKind::Cuda) {
     gpu_ =
         std::make_unique<GpuLearnedPipeline>(model_.system, model_.grid, model_.network(), model_.parameters,

@@ -277,10 +277,6 @@ void pipeline_rows(const std::string& method, const RadarSystem& system, const I
                    const std::function<Ceilings(const std::string&)>& ceilings_for, std::vector<Row>& rows,
                    std::vector<Ceilings>& row_ceilings) {
   const LearnedMethodSpec& spec = learned_method_spec(method);
-  if (spec.dense_first_stage && device == DeviceKind::Cuda) {
-    std::fprintf(stderr, "bench: %s has no GPU path yet: no cuda rows\n", method.c_str());
-    return;
-  }
   const Model model = bench_model(spec.architecture, system, grid, o);
   const Network net = model.network();
   const int max_batch = *std::max_element(o.batches.begin(), o.batches.end());
