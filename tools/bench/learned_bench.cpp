@@ -267,7 +267,7 @@ std::vector<float> reference_pipeline(const LearnedMethodSpec& spec, const Model
     else
       x.data[v] = std::abs(a[v]) * scale;
   }
-  ReferenceNetwork ref(net, m.parameters);
+  ReferenceNetwork ref(net, without_dense_parameters(m.parameters));
   const Tensor<double> out = ref.forward(x, Mode::Inference);
   return std::vector<float>(out.data.begin(), out.data.end());
 }
