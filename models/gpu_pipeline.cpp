@@ -61,25 +61,33 @@ struct DenseWeights {
   }
 };
 
-// cuBLAS handle (RAII); its workspace is set once so that a GEMM allocates nothing, not even under graph
-// capture.
+// cuBLAS handle (RAII) with its own workspace, so that a GEMM allocates nothing, not even under graph capture.
+// cublasSetStream resets the workspace to cuBLAS's pool, so the stream is bound (and the workspace set again)
+// only when it changes: never inside the live path's capture, whose warm-up ran on the same stream.
 class CublasHandle {
  public:
-  CublasHandle() : workspace_(kWorkspaceBytes) {
-    check_cublas(cublasCreate(&h_), "cublasCreate");
-    check_cublas(cublasSetWorkspace(h_, workspace_.data(), kWorkspaceBytes), "cublasSetWorkspace");
-  }
+  CublasHandle() : workspace_(kWorkspaceBytes) { check_cublas(cublasCreate(&h_), "cublasCreate"); }
   ~CublasHandle() {
     if (h_) cublasDestroy(h_);
   }
   CublasHandle(const CublasHandle&) = delete;
   CublasHandle& operator=(const CublasHandle&) = delete;
-  cublasHandle_t get() const { return h_; }
+  cublasHandle_t on(cudaStream_t s) {
+    if (!bound_ || s != stream_) {
+      check_cublas(cublasSetStream(h_, s), "cublasSetStream");
+      check_cublas(cublasSetWorkspace(h_, workspace_.data(), kWorkspaceBytes), "cublasSetWorkspace");
+      stream_ = s;
+      bound_ = true;
+    }
+    return h_;
+  }
 
  private:
   static constexpr std::size_t kWorkspaceBytes = 32u << 20;  // cuBLAS's recommendation for Hopper
   DeviceBuffer<unsigned char> workspace_;
   cublasHandle_t h_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  bool bound_ = false;
 };
 
 // Per-stage buffers of the dense first stage.
@@ -104,9 +112,8 @@ struct DenseStage {
     // Row-major X [frames][V] = Y [frames][M] W^T is, column-major, X (V x frames) = W^T (V x M) Y (M x
     // frames) with W column-major M x V (leading dimension M). fp32 complex GEMM (no TF32:
     // CUBLAS_DEFAULT_MATH).
-    check_cublas(cublasSetStream(handle.get(), s), "cublasSetStream");
     const cuComplex one = make_cuComplex(1.0f, 0.0f), zero = make_cuComplex(0.0f, 0.0f);
-    check_cublas(cublasCgemm(handle.get(), CUBLAS_OP_T, CUBLAS_OP_N, V, frames, M, &one,
+    check_cublas(cublasCgemm(handle.on(s), CUBLAS_OP_T, CUBLAS_OP_N, V, frames, M, &one,
                              reinterpret_cast<const cuComplex*>(weights->w.data()), M,
                              reinterpret_cast<const cuComplex*>(scaled.data()), M, &zero,
                              reinterpret_cast<cuComplex*>(x.data()), V),
