@@ -61,9 +61,10 @@ struct DenseWeights {
   }
 };
 
-// cuBLAS handle (RAII) with its own workspace, so that a GEMM allocates nothing, not even under graph capture.
-// cublasSetStream resets the workspace to cuBLAS's pool, so the stream is bound (and the workspace set again)
-// only when it changes: never inside the live path's capture, whose warm-up ran on the same stream.
+// cuBLAS handle (RAII) with its own workspace, so that a GEMM allocates nothing, not even under graph
+// capture. cublasSetStream resets the workspace to cuBLAS's pool, so the stream is bound (and the workspace
+// set again) only when it changes: never inside the live path's capture, whose warm-up ran on the same
+// stream.
 class CublasHandle {
  public:
   CublasHandle() : workspace_(kWorkspaceBytes) { check_cublas(cublasCreate(&h_), "cublasCreate"); }
