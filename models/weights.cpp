@@ -57,7 +57,14 @@ void write_model(const std::string& path, const Model& model, bool overwrite) {
     f.set_attribute("/", "normalisation", model.normalisation);
     f.set_attribute("/", "bn_epsilon", model.batch_norm.epsilon);
     f.set_attribute("/", "bn_momentum", model.batch_norm.momentum);
-    f.set_attribute("/", "trainable_parameters", static_cast<long long>(net.trainable_parameter_count()));
+    long long trainable = 0;  // the network's and, for the composites, the dense layer's
+    for (const auto& spec : specs)
+      if (spec.trainable) {
+        long long n = 1;
+        for (int d : spec.shape) n *= d;
+        trainable += n;
+      }
+    f.set_attribute("/", "trainable_parameters", trainable);
     if (!model.training.empty()) f.set_attribute("/", "training", model.training);
     write_system(f, model.system);
     write_grid(f, model.grid);
