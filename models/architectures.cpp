@@ -11,16 +11,29 @@ const std::vector<std::string>& architecture_names() {
   return names;
 }
 
+const std::vector<std::string>& composite_architecture_names() {
+  static const std::vector<std::string> names = {"deepdi", "deep2s-plus"};
+  return names;
+}
+
+bool is_composite_architecture(const std::string& architecture) {
+  for (const auto& n : composite_architecture_names())
+    if (n == architecture) return true;
+  return false;
+}
+
 static void require_known(const std::string& architecture) {
   for (const auto& n : architecture_names())
     if (n == architecture) return;
+  if (is_composite_architecture(architecture)) return;
   throw InputError(
-      fmt::format("unknown architecture '{}' (known: unet3d, unet2d, resnet, cv-unet3d)", architecture));
+      fmt::format("unknown architecture '{}' (known: unet3d, unet2d, resnet, cv-unet3d, deepdi, deep2s-plus)",
+                  architecture));
 }
 
 int architecture_input_channels(const std::string& architecture) {
   require_known(architecture);
-  return architecture == "cv-unet3d" ? 2 : 1;
+  return architecture == "cv-unet3d" || is_composite_architecture(architecture) ? 2 : 1;
 }
 
 namespace {
@@ -97,6 +110,8 @@ Network build_network(const std::string& architecture, int nx, int ny, int nz,
   require(options.width >= 0 && options.blocks >= 0, "architecture width and blocks must not be negative");
   if (architecture == "resnet") return resnet(nx, ny, nz, options.width ? options.width : 64, options.blocks);
   const int width = options.width ? options.width : 32;
+  // A composite's graph is the CV U-Net behind its dense layer.
+  if (is_composite_architecture(architecture)) return unet("cv-unet3d", nx, ny, nz, 2, true, width);
   return unet(architecture, nx, ny, nz, architecture_input_channels(architecture), architecture != "unet2d",
               width);
 }

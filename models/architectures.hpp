@@ -11,6 +11,13 @@
 //   resnet     Conv 3x3x3 to 64 + ReLU, eight [Conv 3x3x3 64 + BN + ReLU], Conv 3x3x3 to 1, plus the input.
 //   cv-unet3d  unet3d with two input channels (real and imaginary parts).
 //
+// Composite architectures (models/composite.hpp): a learned complex dense first stage (ComplexDense, from the
+// measurements to a complex volume) followed by the cv-unet3d graph, trained jointly:
+//   deepdi       dense layer from random weights
+//   deep2s-plus  dense layer initialised to the adjoint A^H
+// Their Network (build_network) is the cv-unet3d graph; the dense layer's parameters live next to it in the
+// Model ("dense.weight", "dense.bias").
+//
 // The authors crop the first voxel of each axis of their 25 x 25 x 49 grid (to 24 x 24 x 48, divisible by the
 // three poolings) and zero-pad it back before the last block. Generalised: each axis loses its first (n mod
 // 8) voxels and gets them back as zeros; an axis shorter than 8 voxels is refused for the U-Nets.
@@ -28,8 +35,11 @@ struct ArchitectureOptions {
   int blocks = 8;  // ResNet: number of [Conv + BN + ReLU] blocks
 };
 
-const std::vector<std::string>& architecture_names();  // unet3d, unet2d, resnet, cv-unet3d
-// Input channels the architecture takes (2 for cv-unet3d, 1 otherwise); InputError for unknown names.
+const std::vector<std::string>& architecture_names();            // unet3d, unet2d, resnet, cv-unet3d (graphs)
+const std::vector<std::string>& composite_architecture_names();  // deepdi, deep2s-plus
+bool is_composite_architecture(const std::string& architecture);
+// Input channels the architecture's network graph takes (2 for cv-unet3d and the composites, 1 otherwise);
+// InputError for unknown names.
 int architecture_input_channels(const std::string& architecture);
 
 // Builds the network for a grid of nx * ny * nz voxels. InputError for unknown names or grids too small.

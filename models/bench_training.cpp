@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "models/architectures.hpp"
+#include "models/composite.hpp"
 #include "models/training_backend.hpp"
 #include "models/training_data.hpp"
 #include "radar/error.hpp"
@@ -71,19 +72,29 @@ int main(int argc, char** argv) try {
     }
   }
   const ImagingGrid grid = ImagingGrid::paper();
+  const RadarSystem system = paper_system(freqs);
+  const bool composite = is_composite_architecture(arch);
   const Network net = build_network(arch, grid.x().size, grid.y().size, grid.z().size, {.width = width});
-  const Parameters initial = initial_parameters(net, 1);
+  Parameters initial = initial_parameters(net, 1);
   const DeviceKind kind = parse_device(device);
-  std::unique_ptr<TrainingBackend> backend =
-      resolve_device(kind) == DeviceKind::Cuda
-          ? make_gpu_training_backend(net, initial, parse_precision(precision))
-          : make_cpu_training_backend(net, initial);
+  std::unique_ptr<TrainingBackend> backend;
+  if (composite) {
+    // deepdi / deep2s-plus: the dense layer (K * 156 x 30625 complex) and the CV U-Net, CPU only.
+    require(resolve_device(kind) == DeviceKind::Cpu, "the composites train on the CPU only");
+    add_initial_dense_parameters(arch, system, grid, 1, initial);
+    backend = make_cpu_composite_training_backend(net, int(system.samples_per_frame()), std::move(initial));
+  } else {
+    backend = resolve_device(kind) == DeviceKind::Cuda
+                  ? make_gpu_training_backend(net, initial, parse_precision(precision))
+                  : make_cpu_training_backend(net, initial);
+  }
 
-  // Inputs like the real ones: sparse non-negative volumes in [0, 1].
+  // Inputs like the real ones: sparse non-negative volumes in [0, 1] (composites: unit-scale measurements).
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(0.0f, 1.0f);
-  std::vector<float> input(net.input_shape(batch).elements()), target(net.output_shape(batch).elements());
-  for (auto& v : input) v = u(rng) < 0.1f ? u(rng) : 0.0f;
+  std::vector<float> input(backend->input_size() * std::size_t(batch)),
+      target(net.output_shape(batch).elements());
+  for (auto& v : input) v = composite ? 1e-3f * (u(rng) - 0.5f) : u(rng) < 0.1f ? u(rng) : 0.0f;
   for (auto& v : target) v = u(rng) < 0.03f ? u(rng) : 0.0f;
   OptimizerSettings settings;
   settings.loss = parse_loss(loss);
@@ -110,7 +121,8 @@ int main(int argc, char** argv) try {
     // The on-the-fly source alone, on the calling thread's OpenMP threads (in training it runs on one thread
     // in the prefetcher, overlapped with the steps).
     SynthesizedSourceSettings ss;
-    ss.format = {paper_system(freqs), grid, architecture_input_channels(arch) == 2};
+    ss.format = {system, grid, architecture_input_channels(arch) == 2};
+    ss.format.measurement_input = composite;
     ss.batch = batch;
     ss.batches_per_epoch = data_batches;
     ss.device = kind;

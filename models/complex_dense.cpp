@@ -76,32 +76,42 @@ ComplexDense ComplexDense::random(int inputs, int outputs, std::uint64_t seed) {
 }
 
 void ComplexDense::forward(const cfloat* y, int n, float* out, const float* scale) const {
-  const RowMatrix Y = scaled_inputs(y, n, inputs_, scale);
-  const Eigen::Map<const RowMatrix> W(w_.data(), outputs_, inputs_);
+  complex_dense_forward(w_.data(), b_.data(), inputs_, outputs_, y, n, out, scale);
+}
+
+void ComplexDense::backward(const cfloat* y, int n, const float* grad_out, cfloat* grad_w, cfloat* grad_b,
+                            const float* scale) const {
+  complex_dense_backward(inputs_, outputs_, y, n, grad_out, grad_w, grad_b, scale);
+}
+
+void complex_dense_forward(const cfloat* w, const cfloat* bias, int inputs, int outputs, const cfloat* y,
+                           int n, float* out, const float* scale) {
+  const RowMatrix Y = scaled_inputs(y, n, inputs, scale);
+  const Eigen::Map<const RowMatrix> W(w, outputs, inputs);
   const RowMatrix X = Y * W.transpose();  // [n, V]: one complex GEMM streams W once per batch
   for (int i = 0; i < n; ++i) {
-    float* re = out + std::size_t(i) * 2 * outputs_;
-    float* im = re + outputs_;
-    for (int v = 0; v < outputs_; ++v) {
-      const cfloat x = X(i, v) + b_[v];
+    float* re = out + std::size_t(i) * 2 * outputs;
+    float* im = re + outputs;
+    for (int v = 0; v < outputs; ++v) {
+      const cfloat x = X(i, v) + bias[v];
       re[v] = x.real();
       im[v] = x.imag();
     }
   }
 }
 
-void ComplexDense::backward(const cfloat* y, int n, const float* grad_out, cfloat* grad_w, cfloat* grad_b,
-                            const float* scale) const {
-  const RowMatrix Y = scaled_inputs(y, n, inputs_, scale);
-  RowMatrix G(n, outputs_);
+void complex_dense_backward(int inputs, int outputs, const cfloat* y, int n, const float* grad_out,
+                            cfloat* grad_w, cfloat* grad_b, const float* scale) {
+  const RowMatrix Y = scaled_inputs(y, n, inputs, scale);
+  RowMatrix G(n, outputs);
   for (int i = 0; i < n; ++i) {
-    const float* gr = grad_out + std::size_t(i) * 2 * outputs_;
-    const float* gi = gr + outputs_;
-    for (int v = 0; v < outputs_; ++v) G(i, v) = cfloat(gr[v], gi[v]);
+    const float* gr = grad_out + std::size_t(i) * 2 * outputs;
+    const float* gi = gr + outputs;
+    for (int v = 0; v < outputs; ++v) G(i, v) = cfloat(gr[v], gi[v]);
   }
-  Eigen::Map<RowMatrix> GW(grad_w, outputs_, inputs_);
+  Eigen::Map<RowMatrix> GW(grad_w, outputs, inputs);
   GW.noalias() += G.transpose() * Y.conjugate();  // dL/dW = g conj(y), summed over the batch
-  for (int v = 0; v < outputs_; ++v) grad_b[v] += G.col(v).sum();
+  for (int v = 0; v < outputs; ++v) grad_b[v] += G.col(v).sum();
 }
 
 void complex_dense_forward_reference(const ComplexDense& layer, const cfloat* y, int n, double* out,

@@ -53,6 +53,13 @@ class ComplexDense {
   std::vector<cfloat> w_, b_;
 };
 
+// The same computations on weights held elsewhere (a training backend's master parameters or a model's
+// parameter tensors, so that the 573 MB matrix of K=15 exists once): w [outputs][inputs], b [outputs].
+void complex_dense_forward(const cfloat* w, const cfloat* b, int inputs, int outputs, const cfloat* y, int n,
+                           float* out, const float* scale = nullptr);
+void complex_dense_backward(int inputs, int outputs, const cfloat* y, int n, const float* grad_out,
+                            cfloat* grad_w, cfloat* grad_b, const float* scale = nullptr);
+
 // Double-precision references (obvious loops) for tests.
 void complex_dense_forward_reference(const ComplexDense& layer, const cfloat* y, int n, double* out,
                                      const float* scale = nullptr);

@@ -161,4 +161,18 @@ void adam_update(float* params, float* m, float* v, const float* grads, std::siz
                  std::size_t decay_count, DType t, void* compute, std::size_t cast_count,
                  const AdamArgs& args, const StepScalars* scalars, Stream stream);
 
+// ---- the dense first stage of DeepDI / Deep2S+ (models/composite.hpp)
+// --------------------------------------- cfloat arrays are passed as float pairs ([Re, Im], the layout of
+// std::complex<float> and cuComplex).
+
+// scales[f] = 1 / max_v |adjoint[f, v]| (1 for an all-zero frame): adjoint [frames, V] complex.
+void frame_scales(const float* adjoint, int frames, std::size_t voxels, float* scales, Stream stream);
+// out[f, m] = y[f, m] * scales[f]: [frames, M] complex.
+void scale_frames(const float* y, const float* scales, int frames, std::size_t samples, float* out,
+                  Stream stream);
+// input[f, 0, v] = Re(x[f, v] + b[v]), input[f, 1, v] = Im(x[f, v] + b[v]): x [frames, V] complex, b [V]
+// complex.
+void add_bias_split(const float* x, const float* bias, int frames, std::size_t voxels, float* input,
+                    Stream stream);
+
 }  // namespace nfmimo::nn::gpu

@@ -1,6 +1,7 @@
 // The learned pipelines on the GPU (see gpu_pipeline.hpp).
 #include "models/gpu_pipeline.hpp"
 
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -13,6 +14,8 @@
 #include "kernels/device_buffer.hpp"
 #include "kernels/gpu_imaging.hpp"
 #include "kernels/gpu_normalise.hpp"
+#include "models/composite.hpp"
+#include "models/gpu_kernels.hpp"
 #include "models/gpu_network.hpp"
 #include "radar/error.hpp"
 
@@ -40,6 +43,88 @@ class PinnedBuffer {
   std::size_t count_ = 0;
 };
 
+void check_cublas(cublasStatus_t status, const char* what) {
+  if (status != CUBLAS_STATUS_SUCCESS)
+    throw DeviceError(fmt::format("cuBLAS: {} failed with status {}", what, int(status)), what, int(status));
+}
+
+// The composites' dense layer on the device (models/composite.hpp): W [V][M] and b [V] complex, uploaded once
+// and shared by the batched and the live stages (573 MB for K=15).
+struct DenseWeights {
+  int M, V;
+  DeviceBuffer<cfloat> w, b;
+  DenseWeights(const Parameters& p, int samples, int voxels)
+      : M(samples), V(voxels), w(std::size_t(voxels) * samples), b(std::size_t(voxels)) {
+    NFMIMO_CUDA_CHECK(
+        cudaMemcpy(w.data(), dense_weights(p), w.size() * sizeof(cfloat), cudaMemcpyHostToDevice));
+    NFMIMO_CUDA_CHECK(cudaMemcpy(b.data(), dense_bias(p), b.size() * sizeof(cfloat), cudaMemcpyHostToDevice));
+  }
+};
+
+// cuBLAS handle (RAII) with its own workspace, so that a GEMM allocates nothing, not even under graph
+// capture. cublasSetStream resets the workspace to cuBLAS's pool, so the stream is bound (and the workspace
+// set again) only when it changes: never inside the live path's capture, whose warm-up ran on the same
+// stream.
+class CublasHandle {
+ public:
+  CublasHandle() : workspace_(kWorkspaceBytes) { check_cublas(cublasCreate(&h_), "cublasCreate"); }
+  ~CublasHandle() {
+    if (h_) cublasDestroy(h_);
+  }
+  CublasHandle(const CublasHandle&) = delete;
+  CublasHandle& operator=(const CublasHandle&) = delete;
+  cublasHandle_t on(cudaStream_t s) {
+    if (!bound_ || s != stream_) {
+      check_cublas(cublasSetStream(h_, s), "cublasSetStream");
+      check_cublas(cublasSetWorkspace(h_, workspace_.data(), kWorkspaceBytes), "cublasSetWorkspace");
+      stream_ = s;
+      bound_ = true;
+    }
+    return h_;
+  }
+
+ private:
+  static constexpr std::size_t kWorkspaceBytes = 32u << 20;  // cuBLAS's recommendation for Hopper
+  DeviceBuffer<unsigned char> workspace_;
+  cublasHandle_t h_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  bool bound_ = false;
+};
+
+// Per-stage buffers of the dense first stage.
+struct DenseStage {
+  std::shared_ptr<const DenseWeights> weights;
+  CublasHandle handle;
+  DeviceBuffer<float> scales;
+  DeviceBuffer<cfloat> scaled, x;
+  DenseStage(std::shared_ptr<const DenseWeights> w, int max_batch)
+      : weights(std::move(w)),
+        scales(std::size_t(max_batch)),
+        scaled(std::size_t(max_batch) * weights->M),
+        x(std::size_t(max_batch) * weights->V) {}
+
+  // input [frames, 2, V] = [Re, Im] of W (s y) + b, with s from the adjoint (the CPU pipeline's definition).
+  void run(const cfloat* d_measurements, const cfloat* d_adjoint, float* d_input, int frames,
+           cudaStream_t s) {
+    const int M = weights->M, V = weights->V;
+    gpu::frame_scales(reinterpret_cast<const float*>(d_adjoint), frames, std::size_t(V), scales.data(), s);
+    gpu::scale_frames(reinterpret_cast<const float*>(d_measurements), scales.data(), frames, std::size_t(M),
+                      reinterpret_cast<float*>(scaled.data()), s);
+    // Row-major X [frames][V] = Y [frames][M] W^T is, column-major, X (V x frames) = W^T (V x M) Y (M x
+    // frames) with W column-major M x V (leading dimension M). fp32 complex GEMM (no TF32:
+    // CUBLAS_DEFAULT_MATH).
+    const cuComplex one = make_cuComplex(1.0f, 0.0f), zero = make_cuComplex(0.0f, 0.0f);
+    check_cublas(cublasCgemm(handle.on(s), CUBLAS_OP_T, CUBLAS_OP_N, V, frames, M, &one,
+                             reinterpret_cast<const cuComplex*>(weights->w.data()), M,
+                             reinterpret_cast<const cuComplex*>(scaled.data()), M, &zero,
+                             reinterpret_cast<cuComplex*>(x.data()), V),
+                 "cublasCgemm");
+    gpu::add_bias_split(reinterpret_cast<const float*>(x.data()),
+                        reinterpret_cast<const float*>(weights->b.data()), frames, std::size_t(V), d_input,
+                        s);
+  }
+};
+
 // The stages shared by the batched and the live paths, on buffers planned for `max_batch` frames.
 struct Stages {
   GpuImagingPlan imaging;
@@ -49,22 +134,28 @@ struct Stages {
   std::size_t V;
   int channels;
   ImagingMode mode;
+  std::unique_ptr<DenseStage> dense;  // deepdi, deep2s-plus
 
   Stages(const RadarSystem& system, const ImagingGrid& grid, const Network& network,
          const Parameters& parameters, bool complex_input, Precision precision, ImagingMode physics_mode,
-         int max_batch)
+         int max_batch, std::shared_ptr<const DenseWeights> dense_weights = nullptr)
       : imaging(system, grid, max_batch),
         net(network, parameters, Mode::Inference, precision),
         adjoint(grid.voxels() * std::size_t(max_batch)),
         input(grid.voxels() * std::size_t(max_batch) * (complex_input ? 2 : 1)),
         V(grid.voxels()),
         channels(complex_input ? 2 : 1),
-        mode(physics_mode) {}
+        mode(physics_mode) {
+    if (dense_weights) dense = std::make_unique<DenseStage>(std::move(dense_weights), max_batch);
+  }
 
   void normalised(const cfloat* d_measurements, float* d_input, int frames, cudaStream_t s) {
     imaging.image(Method::Adjoint, mode, d_measurements, adjoint.data(), frames, s);
-    normalise_by_sample_max(adjoint.data(), d_input, frames, V,
-                            channels == 2 ? NormaliseMode::Complex : NormaliseMode::Magnitude, s);
+    if (dense)
+      dense->run(d_measurements, adjoint.data(), d_input, frames, s);
+    else
+      normalise_by_sample_max(adjoint.data(), d_input, frames, V,
+                              channels == 2 ? NormaliseMode::Complex : NormaliseMode::Magnitude, s);
   }
 
   void run(const cfloat* d_measurements, float* d_volumes, int frames, cudaStream_t s) {
@@ -79,7 +170,8 @@ struct GpuLearnedPipeline::Impl {
   RadarSystem system;
   ImagingGrid grid;
   Network network;
-  Parameters parameters;
+  Parameters parameters;  // the network's only (a composite's dense layer lives on the device, in `dense`)
+  std::shared_ptr<const DenseWeights> dense;
   bool complex_input;
   Precision precision;
   ImagingMode mode;
@@ -104,7 +196,7 @@ struct GpuLearnedPipeline::Impl {
     std::string graph_problem;
 
     Live(Impl& p)
-        : stages(p.system, p.grid, p.network, p.parameters, p.complex_input, p.precision, p.mode, 1),
+        : stages(p.system, p.grid, p.network, p.parameters, p.complex_input, p.precision, p.mode, 1, p.dense),
           measurement(p.S),
           volume(p.V),
           host_in(p.S),
@@ -122,14 +214,17 @@ struct GpuLearnedPipeline::Impl {
       : system(sys),
         grid(g),
         network(net),
-        parameters(params),
+        parameters(without_dense_parameters(params)),
+        dense(params.count(kDenseWeight) ? std::make_shared<const DenseWeights>(
+                                               params, int(sys.samples_per_frame()), int(g.voxels()))
+                                         : nullptr),
         complex_input(complex),
         precision(p),
         mode(m),
         max_batch(batch),
         V(g.voxels()),
         S(sys.samples_per_frame()),
-        batched(sys, g, net, params, complex, p, m, batch),
+        batched(sys, g, net, parameters, complex, p, m, batch, dense),
         measurements(S * std::size_t(batch)),
         volumes(V * std::size_t(batch)) {}
 
@@ -256,7 +351,10 @@ std::string GpuLearnedPipeline::description() const {
   std::string live = !p.live        ? ""
                      : p.live->exec ? "; live: CUDA graph"
                                     : "; live: no CUDA graph (" + p.live->graph_problem + ")";
-  return fmt::format("adjoint ({}) + network {}{}", p.mode == ImagingMode::Exact ? "exact" : "fast",
+  const std::string dense =
+      p.dense ? fmt::format(" (for the scale) + dense layer {} x {} (cuBLAS cgemm)", p.dense->V, p.dense->M)
+              : "";
+  return fmt::format("adjoint ({}){} + network {}{}", p.mode == ImagingMode::Exact ? "exact" : "fast", dense,
                      p.batched.net.description(), live);
 }
 

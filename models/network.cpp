@@ -280,12 +280,17 @@ Parameters initial_parameters(const Network& network, unsigned long long seed) {
 }
 
 void check_parameters(const Network& network, const Parameters& parameters, const std::string& source) {
+  check_parameters(network.parameter_specs(), network.architecture(), parameters, source);
+}
+
+void check_parameters(const std::vector<ParameterSpec>& specs, const std::string& what,
+                      const Parameters& parameters, const std::string& source) {
   std::set<std::string> expected;
-  for (const auto& spec : network.parameter_specs()) {
+  for (const auto& spec : specs) {
     expected.insert(spec.name);
     const auto it = parameters.find(spec.name);
-    require(it != parameters.end(), fmt::format("{}: parameter '{}' of the {} network is missing", source,
-                                                spec.name, network.architecture()));
+    require(it != parameters.end(),
+            fmt::format("{}: parameter '{}' of the {} network is missing", source, spec.name, what));
     const auto shape_text = [](const std::vector<int>& s) {
       std::string t = "[";
       for (std::size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
@@ -293,22 +298,24 @@ void check_parameters(const Network& network, const Parameters& parameters, cons
     };
     require(it->second.shape == spec.shape,
             fmt::format("{}: parameter '{}' has shape {}, the {} network needs {}", source, spec.name,
-                        shape_text(it->second.shape), network.architecture(), shape_text(spec.shape)));
+                        shape_text(it->second.shape), what, shape_text(spec.shape)));
     require(it->second.values.size() == product(spec.shape),
             fmt::format("{}: parameter '{}' holds {} values for shape {}", source, spec.name,
                         it->second.values.size(), shape_text(spec.shape)));
+    // The message is formatted only on failure: a composite's dense weight has 10^8 values.
     for (std::size_t i = 0; i < it->second.values.size(); ++i)
-      require(std::isfinite(it->second.values[i]),
-              fmt::format("{}: parameter '{}' has a non-finite value at element {}", source, spec.name, i));
+      if (!std::isfinite(it->second.values[i]))
+        throw InputError(
+            fmt::format("{}: parameter '{}' has a non-finite value at element {}", source, spec.name, i));
     if (spec.name.ends_with(".running_var"))
       for (std::size_t i = 0; i < it->second.values.size(); ++i)
-        require(
-            it->second.values[i] >= 0,
-            fmt::format("{}: parameter '{}' has a negative variance at element {}", source, spec.name, i));
+        if (!(it->second.values[i] >= 0))
+          throw InputError(
+              fmt::format("{}: parameter '{}' has a negative variance at element {}", source, spec.name, i));
   }
   for (const auto& [name, tensor] : parameters)
-    require(expected.count(name) == 1, fmt::format("{}: parameter '{}' is not part of the {} network", source,
-                                                   name, network.architecture()));
+    require(expected.count(name) == 1,
+            fmt::format("{}: parameter '{}' is not part of the {} network", source, name, what));
 }
 
 }  // namespace nfmimo::nn

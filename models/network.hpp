@@ -127,5 +127,9 @@ Parameters initial_parameters(const Network& network, unsigned long long seed);
 // Checks that `parameters` has exactly the network's parameters with the right shapes and finite values;
 // InputError naming `source` and the first problem otherwise.
 void check_parameters(const Network& network, const Parameters& parameters, const std::string& source);
+// The same against an explicit list (a composite model: its network's parameters and its dense layer's);
+// `what` names the model in messages ("deepdi").
+void check_parameters(const std::vector<ParameterSpec>& specs, const std::string& what,
+                      const Parameters& parameters, const std::string& source);
 
 }  // namespace nfmimo::nn

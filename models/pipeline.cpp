@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 
 #include "kernels/imager.hpp"
+#include "models/complex_dense.hpp"
+#include "models/composite.hpp"
 #include "models/cpu_network.hpp"
 #include "models/gpu_pipeline.hpp"
 #include "radar/error.hpp"
@@ -19,7 +21,11 @@ const std::vector<LearnedMethodSpec>& learned_method_specs() {
       {"cv-deep2s", "cv-unet3d", true,
        "CV-Deep2S: complex adjoint as real/imaginary channels, CV U-Net (--model FILE)"},
       {"deep2s-unet2d", "unet2d", false, "Deep2S with the 2D-kernel U-Net (--model FILE)"},
-      {"deep2s-resnet", "resnet", false, "Deep2S with the ResNet (--model FILE)"}};
+      {"deep2s-resnet", "resnet", false, "Deep2S with the ResNet (--model FILE)"},
+      {"deepdi", "deepdi", true, "DeepDI: learned complex dense layer (no physics) + CV U-Net (--model FILE)",
+       true},
+      {"deep2s-plus", "deep2s-plus", true,
+       "Deep2S+: dense layer initialised to A^H, trained with the CV U-Net (--model FILE)", true}};
   return specs;
 }
 
@@ -27,7 +33,9 @@ const LearnedMethodSpec& learned_method_spec(const std::string& name) {
   for (const auto& s : learned_method_specs())
     if (s.name == name) return s;
   throw InputError(fmt::format(
-      "unknown learned method '{}' (known: deep2s, cv-deep2s, deep2s-unet2d, deep2s-resnet)", name));
+      "unknown learned method '{}' (known: deep2s, cv-deep2s, deep2s-unet2d, deep2s-resnet, deepdi, "
+      "deep2s-plus)",
+      name));
 }
 
 void require_matching(const Model& model, const std::string& model_source, const RadarSystem& system,
@@ -63,10 +71,15 @@ LearnedPipeline::LearnedPipeline(const std::string& method, Model model, DeviceK
       fmt::format("method '{}': the CPU network backend runs fp32 only; precision '{}' needs --device cuda",
                   spec_.name, to_string(precision)));
   imager_ = std::make_unique<Imager>(model_.system, model_.grid, DeviceKind::Cpu, max_batch);
-  network_ = std::make_unique<CpuNetwork>(model_.network(), model_.parameters, Mode::Inference);
+  // A composite's U-Net gets its own parameters only; the dense layer is used in place in model_.
+  network_ = std::make_unique<CpuNetwork>(
+      model_.network(),
+      spec_.dense_first_stage ? without_dense_parameters(model_.parameters) : model_.parameters,
+      Mode::Inference);
   const std::size_t V = model_.grid.voxels();
   adjoint_.resize(std::size_t(max_batch) * V);
   input_.resize(std::size_t(max_batch) * V * (spec_.complex_input ? 2 : 1));
+  scales_.resize(std::size_t(max_batch));
 }
 
 LearnedPipeline::~LearnedPipeline() = default;
@@ -95,6 +108,20 @@ void normalise_network_input(const cfloat* adjoint, int frames, std::size_t V, b
   }
 }
 
+void LearnedPipeline::cpu_network_input(const cfloat* measurements, int count, float* input, cfloat* adjoint,
+                                        float* scales) const {
+  const std::size_t V = model_.grid.voxels();
+  imager_->image(Method::Adjoint, physics_mode_, measurements, adjoint, count);
+  if (!spec_.dense_first_stage) {
+    normalise_network_input(adjoint, count, V, spec_.complex_input, input);
+    return;
+  }
+  // The composites use the adjoint for the per-frame scale only (models/composite.hpp).
+  measurement_scales(adjoint, count, V, scales);
+  complex_dense_forward(dense_weights(model_.parameters), dense_bias(model_.parameters),
+                        int(model_.system.samples_per_frame()), int(V), measurements, count, input, scales);
+}
+
 void LearnedPipeline::network_input(const cfloat* measurements, int frames, float* input) const {
   if (gpu_) {
     gpu_->network_input(measurements, frames, input);
@@ -103,12 +130,11 @@ void LearnedPipeline::network_input(const cfloat* measurements, int frames, floa
   const std::size_t V = model_.grid.voxels(), KTR = model_.system.samples_per_frame();
   const int channels = spec_.complex_input ? 2 : 1;
   std::vector<cfloat> adjoint(std::size_t(max_batch_) * V);
+  std::vector<float> scales(static_cast<std::size_t>(max_batch_));
   for (int first = 0; first < frames; first += max_batch_) {
     const int count = std::min(max_batch_, frames - first);
-    imager_->image(Method::Adjoint, physics_mode_, measurements + std::size_t(first) * KTR, adjoint.data(),
-                   count);
-    normalise_network_input(adjoint.data(), count, V, spec_.complex_input,
-                            input + std::size_t(first) * channels * V);
+    cpu_network_input(measurements + std::size_t(first) * KTR, count,
+                      input + std::size_t(first) * channels * V, adjoint.data(), scales.data());
   }
 }
 
@@ -127,9 +153,8 @@ void LearnedPipeline::run(const cfloat* measurements, int frames, float* volumes
   const std::size_t V = model_.grid.voxels(), KTR = model_.system.samples_per_frame();
   for (int first = 0; first < frames; first += max_batch_) {
     const int count = std::min(max_batch_, frames - first);
-    imager_->image(Method::Adjoint, physics_mode_, measurements + std::size_t(first) * KTR, adjoint_.data(),
-                   count);
-    normalise_network_input(adjoint_.data(), count, V, spec_.complex_input, input_.data());
+    cpu_network_input(measurements + std::size_t(first) * KTR, count, input_.data(), adjoint_.data(),
+                      scales_.data());
     network_->forward(input_.data(), volumes + std::size_t(first) * V, count);
   }
 }

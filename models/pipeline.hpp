@@ -5,6 +5,9 @@
 //   cv-deep2s       adjoint -> divide by the sample's maximum magnitude -> [real, imag] channels -> cv-unet3d
 //   deep2s-unet2d   deep2s with the 2D-kernel U-Net (unet2d)
 //   deep2s-resnet   deep2s with the ResNet (resnet)
+//   deepdi          measurements scaled by 1 / max|A^H y| -> learned complex dense layer (random init) ->
+//                   [real, imag] channels -> cv-unet3d (one jointly trained model, models/composite.hpp)
+//   deep2s-plus     the same with the dense layer initialised to A^H before training
 //
 // Normalisation is per sample (each frame is independent; the authors' inference script normalised per batch,
 // which makes a frame's image depend on its neighbours). A frame whose adjoint is all zeros stays zero.
@@ -38,6 +41,7 @@ struct LearnedMethodSpec {
   std::string architecture;  // the network it needs
   bool complex_input;        // cv-deep2s: real and imaginary channels instead of the magnitude
   std::string help;
+  bool dense_first_stage = false;  // deepdi, deep2s-plus: a learned dense layer replaces the adjoint
 };
 const std::vector<LearnedMethodSpec>& learned_method_specs();
 const LearnedMethodSpec& learned_method_spec(const std::string& name);  // InputError when unknown
@@ -90,7 +94,12 @@ class LearnedPipeline {
   std::unique_ptr<Imager> imager_;
   std::unique_ptr<CpuNetwork> network_;
   std::vector<cfloat> adjoint_;
-  std::vector<float> input_;
+  std::vector<float> input_, scales_;
+
+  // The network input of up to max_batch frames (CPU): the adjoint (and for the composites, the dense layer),
+  // with the work buffers `adjoint` [max_batch, V] and `scales` [max_batch].
+  void cpu_network_input(const cfloat* measurements, int count, float* input, cfloat* adjoint,
+                         float* scales) const;
 };
 
 }  // namespace nfmimo::nn

@@ -13,6 +13,7 @@
 #include "data/atomic_file.hpp"
 #include "data/hdf5.hpp"
 #include "kernels/device_array.hpp"
+#include "models/composite.hpp"
 #include "models/losses.hpp"
 #include "models/metrics.hpp"
 #include "models/pipeline.hpp"
@@ -289,12 +290,21 @@ bool exists(const std::string& path) {
 }
 
 std::unique_ptr<TrainingBackend> make_backend(const TrainerSettings& s, const Network& net,
-                                              const Parameters& initial) {
-  if (resolve_device(s.device) == DeviceKind::Cuda)
+                                              const SampleFormat& format, Parameters initial) {
+  const bool composite = is_composite_architecture(s.architecture);
+  if (resolve_device(s.device) == DeviceKind::Cuda) {
+    require(!composite,
+            fmt::format("the GPU training backend does not train {} yet (its dense layer has no GPU "
+                        "path): use --device cpu",
+                        s.architecture));
     return make_gpu_training_backend(net, initial, s.precision);
+  }
   require(s.precision == Precision::Fp32,
           fmt::format("--precision {} needs the GPU training backend; the CPU trains in fp32",
                       to_string(s.precision)));
+  if (composite)
+    return make_cpu_composite_training_backend(net, int(format.system.samples_per_frame()),
+                                               std::move(initial));
   return make_cpu_training_backend(net, initial);
 }
 
@@ -306,7 +316,7 @@ EpochRecord validate(TrainingBackend& backend, const ValidationSet& v, const Opt
   const Network& net = backend.network();
   const Shape out = net.output_shape(1);
   const VolumeShape shape{out.x, out.y, out.z};
-  const std::size_t V = shape.voxels(), in_size = net.input_shape(1).per_sample();
+  const std::size_t V = shape.voxels(), in_size = backend.input_size();
   require(v.target.size() == V * std::size_t(v.count) && v.input.size() == in_size * std::size_t(v.count),
           "validation: the set does not match the network's input and output sizes");
   std::vector<float> prediction(V * std::size_t(v.count));
@@ -369,7 +379,12 @@ TrainingResult train(const TrainerSettings& s, BatchSource& source, const Valida
   model.system = format.system;
   model.grid = format.grid;
   const Network net = model.network();
-  require(net.input_shape(1).c == format.channels(),
+  const bool composite = model.composite();
+  require(composite == format.measurement_input,
+          fmt::format("the {} model takes {} but the data holds {}", s.architecture,
+                      composite ? "scaled measurements" : "images",
+                      format.measurement_input ? "measurements" : "images"));
+  require(composite || net.input_shape(1).c == format.channels(),
           fmt::format("the {} network takes {} input channels but the data has {}", s.architecture,
                       net.input_shape(1).c, format.channels()));
   const json identity = run_identity(s, source, validation);
@@ -416,9 +431,15 @@ TrainingResult train(const TrainerSettings& s, BatchSource& source, const Valida
     }
   } else {
     initial = initial_parameters(net, s.seed);
+    if (composite) add_initial_dense_parameters(s.architecture, format.system, format.grid, s.seed, initial);
   }
-  std::unique_ptr<TrainingBackend> backend = make_backend(s, net, initial);
-  if (optimizer.step > 0) backend->load_state(initial, optimizer);
+  // A composite's dense layer is large (573 MB for K=15): the backend takes the only copy; a resumed run
+  // hands it the checkpoint's parameters again through load_state (a transient second copy).
+  Parameters resume_parameters;
+  if (optimizer.step > 0) resume_parameters = initial;
+  std::unique_ptr<TrainingBackend> backend = make_backend(s, net, format, std::move(initial));
+  if (optimizer.step > 0) backend->load_state(resume_parameters, optimizer);
+  resume_parameters.clear();
 
   TrainingResult result;
   result.device = backend->description();
@@ -476,7 +497,7 @@ TrainingResult train(const TrainerSettings& s, BatchSource& source, const Valida
   // Device-resident backends take their batches in device memory.
   std::unique_ptr<DeviceStream> stream;
   std::unique_ptr<DeviceFloats> d_input, d_target;
-  const std::size_t in_size = net.input_shape(source.batch_size()).elements(),
+  const std::size_t in_size = backend->input_size() * std::size_t(source.batch_size()),
                     out_size = net.output_shape(source.batch_size()).elements();
   const bool on_device = backend->device_resident();
   if (on_device) {

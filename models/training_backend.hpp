@@ -59,6 +59,8 @@ class TrainingBackend {
 
   virtual const Network& network() const = 0;
   virtual std::string description() const = 0;  // e.g. "cpu (oneDNN 2.6.3, 2 threads)" or "cuda (H200, bf16)"
+  // Floats of one sample's input: the network's input shape, or a composite's 2 M (scaled measurements).
+  virtual std::size_t input_size() const { return network().input_shape(1).per_sample(); }
 
   // One optimisation step on a batch in host memory.
   virtual StepResult step(const float* input, const float* target, int n, const OptimizerSettings& settings) = 0;

@@ -14,6 +14,7 @@
 #include "kernels/gpu_imaging.hpp"
 #include "kernels/gpu_normalise.hpp"
 #include "kernels/imager.hpp"
+#include "models/composite.hpp"
 #include "models/pipeline.hpp"
 #include "radar/error.hpp"
 #include "radar/random.hpp"
@@ -48,7 +49,14 @@ void SamplePreparer::prepare(const cfloat* measurements, const cfloat* targets, 
   const std::size_t V = format_.voxels();
   adjoint_.resize(std::max(adjoint_.size(), std::size_t(count) * V));
   imager_->image(Method::Adjoint, ImagingMode::Exact, measurements, adjoint_.data(), count);
-  normalise_network_input(adjoint_.data(), count, V, format_.complex_input, input);
+  if (format_.measurement_input) {
+    scales_.resize(std::size_t(count));
+    measurement_scales(adjoint_.data(), count, V, scales_.data());
+    scale_measurements(measurements, count, format_.system.samples_per_frame(), scales_.data(),
+                       reinterpret_cast<cfloat*>(input));
+  } else {
+    normalise_network_input(adjoint_.data(), count, V, format_.complex_input, input);
+  }
   normalised_target_magnitudes(targets, count, V, target);
 }
 
@@ -60,7 +68,7 @@ namespace {
 
 void resize_batch(HostBatch& b, const SampleFormat& format, int count) {
   b.count = count;
-  b.input.resize(std::size_t(count) * format.channels() * format.voxels());
+  b.input.resize(std::size_t(count) * format.input_size());
   b.target.resize(std::size_t(count) * format.voxels());
 }
 
@@ -173,6 +181,9 @@ class GpuSynthesizedSource final : public BatchSource {
 
  private:
   static const SynthesizedSourceSettings& checked(const SynthesizedSourceSettings& s) {
+    require(!s.format.measurement_input,
+            "the GPU data source makes image inputs only; deepdi and deep2s-plus train from host data "
+            "(--device cpu)");
     require(s.batch >= 1, fmt::format("the batch size must be positive (got {})", s.batch));
     require(s.batches_per_epoch >= 1,
             fmt::format("an epoch needs at least one batch (got {})", s.batches_per_epoch));
@@ -341,13 +352,13 @@ ValidationSet make_synthesized_validation(const SampleFormat& format, const Scen
   ValidationSet v;
   v.count = count;
   const std::size_t V = format.voxels();
-  v.input.resize(std::size_t(count) * format.channels() * V);
+  v.input.resize(std::size_t(count) * format.input_size());
   v.target.resize(std::size_t(count) * V);
   for (int first = 0; first < count; first += chunk) {
     const int n = std::min(chunk, count - first);
     const SampleBatch b = synth.batch(std::uint64_t(first), n);
     preparer.prepare(b.measurements.data(), b.targets.data(), n,
-                     v.input.data() + std::size_t(first) * format.channels() * V,
+                     v.input.data() + std::size_t(first) * format.input_size(),
                      v.target.data() + std::size_t(first) * V);
   }
   v.description = fmt::format("{} synthesizer scenes of seed {}", count, seed);
@@ -374,7 +385,7 @@ ValidationSet read_validation_file(const std::string& path, const SampleFormat& 
   require_finite_rows(t.data, V, path, "/targets", 0);
   ValidationSet v;
   v.count = count;
-  v.input.resize(std::size_t(count) * format.channels() * V);
+  v.input.resize(std::size_t(count) * format.input_size());
   v.target.resize(std::size_t(count) * V);
   const int chunk = std::min(count, 64);
   SamplePreparer preparer(format, device, chunk);
@@ -382,7 +393,7 @@ ValidationSet read_validation_file(const std::string& path, const SampleFormat& 
   for (int first = 0; first < count; first += chunk) {
     const int n = std::min(chunk, count - first);
     preparer.prepare(m.data.data() + std::size_t(first) * KTR, t.data.data() + std::size_t(first) * V, n,
-                     v.input.data() + std::size_t(first) * format.channels() * V,
+                     v.input.data() + std::size_t(first) * format.input_size(),
                      v.target.data() + std::size_t(first) * V);
   }
   v.description = fmt::format("the first {} samples of {}", count, path);

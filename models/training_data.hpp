@@ -46,9 +46,16 @@ struct SampleFormat {
   RadarSystem system;
   ImagingGrid grid;
   bool complex_input = false;  // cv-unet3d: [real, imag] channels instead of the magnitude
+  // deepdi, deep2s-plus: the input is the measurements scaled by 1 / max|A^H y| ([M] complex as floats; see
+  // models/composite.hpp) instead of an image.
+  bool measurement_input = false;
 
   int channels() const { return complex_input ? 2 : 1; }
   std::size_t voxels() const { return grid.voxels(); }
+  // Floats of one sample's input.
+  std::size_t input_size() const {
+    return measurement_input ? 2 * system.samples_per_frame() : std::size_t(channels()) * voxels();
+  }
 };
 
 // The physics stage for host samples: the exact adjoint through Imager on `device`, then the normalisations
@@ -57,7 +64,7 @@ class SamplePreparer {
  public:
   SamplePreparer(const SampleFormat& format, DeviceKind device, int max_batch);
   ~SamplePreparer();
-  // measurements [count, K, T, R] and targets [count, V] -> input [count, channels, V], target [count, V].
+  // measurements [count, K, T, R] and targets [count, V] -> input [count, input_size()], target [count, V].
   void prepare(const cfloat* measurements, const cfloat* targets, int count, float* input, float* target);
   std::string device_description() const;
 
@@ -65,13 +72,14 @@ class SamplePreparer {
   SampleFormat format_;
   std::unique_ptr<Imager> imager_;
   std::vector<cfloat> adjoint_;
+  std::vector<float> scales_;
 };
 
 struct HostBatch {
   std::int64_t epoch = 0;
   int index = 0;
   int count = 0;
-  std::vector<float> input;   // [count, channels, V]
+  std::vector<float> input;   // [count, format.input_size()]
   std::vector<float> target;  // [count, V]
 };
 

@@ -1,12 +1,15 @@
 #include "models/weights.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "data/atomic_file.hpp"
 #include "data/hdf5.hpp"
 #include "data/measurement_file.hpp"
+#include "models/composite.hpp"
 #include "radar/error.hpp"
 
 namespace nfmimo::nn {
@@ -17,6 +20,13 @@ Network Model::network() const {
   return net;
 }
 
+std::vector<ParameterSpec> Model::parameter_specs() const {
+  std::vector<ParameterSpec> specs = network().parameter_specs();
+  if (composite())
+    for (auto& spec : dense_parameter_specs(system, grid)) specs.push_back(std::move(spec));
+  return specs;
+}
+
 Model make_model(const std::string& architecture, const RadarSystem& system, const ImagingGrid& grid,
                  const ArchitectureOptions& options, unsigned long long seed) {
   Model m;
@@ -25,6 +35,7 @@ Model make_model(const std::string& architecture, const RadarSystem& system, con
   m.system = system;
   m.grid = grid;
   m.parameters = initial_parameters(m.network(), seed);
+  if (m.composite()) add_initial_dense_parameters(architecture, system, grid, seed, m.parameters);
   return m;
 }
 
@@ -32,7 +43,8 @@ static std::string parameter_path(const std::string& name) { return "/parameters
 
 void write_model(const std::string& path, const Model& model, bool overwrite) {
   const Network net = model.network();
-  check_parameters(net, model.parameters, path);
+  const std::vector<ParameterSpec> specs = model.parameter_specs();
+  check_parameters(specs, model.architecture, model.parameters, path);
   AtomicOutput out(path, overwrite);
   {
     h5::File f(out.temporary_path(), h5::File::Mode::Create);
@@ -45,11 +57,18 @@ void write_model(const std::string& path, const Model& model, bool overwrite) {
     f.set_attribute("/", "normalisation", model.normalisation);
     f.set_attribute("/", "bn_epsilon", model.batch_norm.epsilon);
     f.set_attribute("/", "bn_momentum", model.batch_norm.momentum);
-    f.set_attribute("/", "trainable_parameters", static_cast<long long>(net.trainable_parameter_count()));
+    long long trainable = 0;  // the network's and, for the composites, the dense layer's
+    for (const auto& spec : specs)
+      if (spec.trainable) {
+        long long n = 1;
+        for (int d : spec.shape) n *= d;
+        trainable += n;
+      }
+    f.set_attribute("/", "trainable_parameters", trainable);
     if (!model.training.empty()) f.set_attribute("/", "training", model.training);
     write_system(f, model.system);
     write_grid(f, model.grid);
-    for (const auto& spec : net.parameter_specs()) {
+    for (const auto& spec : specs) {
       const auto& t = model.parameters.at(spec.name);
       h5::Dims dims(t.shape.begin(), t.shape.end());
       f.write<float>(parameter_path(spec.name), dims, t.values.data());
@@ -131,12 +150,23 @@ Model read_model(const std::string& path) {
                                  m.architecture, net.input_shape().c));
   if (!f.has("/parameters")) throw InputError(fmt::format("{}: the group /parameters is missing", path));
   std::set<std::string> expected;
-  for (const auto& spec : net.parameter_specs()) {
+  const std::vector<ParameterSpec> specs = m.parameter_specs();
+  for (const auto& spec : specs) {
     expected.insert(spec.name);
     const std::string where = parameter_path(spec.name);
     if (!f.is_dataset(where))
       throw InputError(fmt::format("{}: parameter '{}' of the {} network is missing", f.where(where),
                                    spec.name, m.architecture));
+    // A composite's dense layer is sized by the file's own system and grid: a different shape is a damaged or
+    // hand-edited file, said before reading hundreds of megabytes.
+    if (spec.name == kDenseWeight || spec.name == kDenseBias) {
+      const h5::Dims dims = f.shape(where);
+      if (!std::equal(dims.begin(), dims.end(), spec.shape.begin(), spec.shape.end()))
+        throw InputError(
+            fmt::format("{}: has shape [{}]; the {} model's system and grid need [{}] (voxels, measurements "
+                        "per frame, 2)",
+                        f.where(where), fmt::join(dims, ", "), m.architecture, fmt::join(spec.shape, ", ")));
+    }
     auto a = f.read<float>(where);
     ParameterTensor t;
     t.shape.assign(a.dims.begin(), a.dims.end());
@@ -149,7 +179,7 @@ Model read_model(const std::string& path) {
       throw InputError(
           fmt::format("{}: '{}' is not a parameter of the {} network (wrong architecture or width?)",
                       f.where(parameter_path(name)), name, m.architecture));
-  check_parameters(net, m.parameters, path);
+  check_parameters(specs, m.architecture, m.parameters, path);
   return m;
 }
 

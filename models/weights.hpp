@@ -5,7 +5,8 @@
 // normalisation, bn_epsilon, bn_momentum, optional training (free-form JSON); /system and /grid (the radar
 // system and imaging grid the model was trained for, as in measurement files); /parameters/<name> float32,
 // one dataset per parameter tensor in the layouts of models/network.hpp (batch-norm running statistics
-// included).
+// included); the composites (deepdi, deep2s-plus) add /parameters/dense.weight [V, M, 2] and dense.bias [V,
+// 2] (models/composite.hpp).
 #pragma once
 
 #include <string>
@@ -32,11 +33,16 @@ struct Model {
   Parameters parameters;
   std::string training;  // free-form JSON record of how it was trained (may be empty)
 
-  // The network for this model's grid and hyperparameters.
+  // The network for this model's grid and hyperparameters (a composite's: its cv-unet3d graph).
   Network network() const;
+  // deepdi / deep2s-plus: a dense first stage before the network.
+  bool composite() const { return is_composite_architecture(architecture); }
+  // Every parameter the model holds: the network's, and a composite's dense layer for its system and grid.
+  std::vector<ParameterSpec> parameter_specs() const;
 };
 
-// A new model with initial parameters (see initial_parameters).
+// A new model with initial parameters (see initial_parameters; composites add their dense layer, see
+// add_initial_dense_parameters).
 Model make_model(const std::string& architecture, const RadarSystem& system, const ImagingGrid& grid,
                  const ArchitectureOptions& options = {}, unsigned long long seed = 1);
 

@@ -506,6 +506,39 @@ TEST_F(GpuNet, NormalisationKernelMatchesTheCpuPipeline) {
   }
 }
 
+// DeepDI / Deep2S+: the device dense stage (per-frame scale kernel, cuBLAS cgemm, bias + split) gives the CPU
+// pipeline's network input (Eigen GEMM); an all-zero frame gives the bias alone; the live path (cuBLAS inside
+// the CUDA graph) gives the batched path's volumes.
+TEST_F(GpuNet, DenseFirstStageMatchesTheCpuPipeline) {
+  for (const char* method : {"deepdi", "deep2s-plus"}) {
+    SCOPED_TRACE(method);
+    const Model m = tiny_model(method);
+    const int frames = 3;
+    auto y = test::random_complex<float>(m.system.samples_per_frame() * frames, 14);
+    for (std::size_t i = m.system.samples_per_frame(); i < 2 * m.system.samples_per_frame(); ++i)
+      y[i] = 0;  // frame 1
+    LearnedPipeline cpu(method, m, DeviceKind::Cpu);
+    LearnedPipeline gpu(method, m, DeviceKind::Cuda, ImagingMode::Exact, 2);
+    const std::size_t per = m.grid.voxels() * 2 * frames;
+    std::vector<float> a(per), b(per);
+    cpu.network_input(y.data(), frames, a.data());
+    gpu.network_input(y.data(), frames, b.data());
+    // Both sum M = 48 float products (other orders) plus the bias.
+    EXPECT_TRUE(relative_error_below(view(b), view(a), 1e-5));
+    const std::size_t V = m.grid.voxels();
+    for (std::size_t v = 0; v < V; ++v) {
+      EXPECT_EQ(b[2 * V + v], m.parameters.at("dense.bias").values[2 * v]) << "all-zero frame: the bias";
+      EXPECT_EQ(b[3 * V + v], m.parameters.at("dense.bias").values[2 * v + 1]);
+    }
+    std::vector<float> batched(V * frames), live(V);
+    gpu.run(y.data(), frames, batched.data());
+    gpu.run_live(y.data(), live.data());
+    const std::vector<float> first(batched.begin(), batched.begin() + std::ptrdiff_t(V));
+    EXPECT_TRUE(relative_error_below(view(live), view(first), 1e-5));
+    EXPECT_TRUE(gpu.gpu()->live_graph()) << gpu.device_description();
+  }
+}
+
 // The trainer's target path: |scene| on the device equals std::abs on the host.
 TEST_F(GpuNet, ComplexMagnitudeKernelMatchesTheHost) {
   const auto z = test::random_complex<float>(10007, 12);

@@ -197,6 +197,53 @@ TEST_F(TrainCli, EvaluateGivesKnownAnswers) {
   EXPECT_LT(per["ssim_3d"][1].get<double>(), 1.0);
 }
 
+// DeepDI / Deep2S+ through the binary: a tiny run (CPU) writes a composite model with its dense layer, which
+// evaluate, reconstruct and resume use; what they cannot do is refused with exit code 2 and the reason.
+TEST_F(TrainCli, DenseFirstStageModelsTrainResumeAndReconstruct) {
+  std::string run = kTinyRun;
+  run.replace(run.find("--arch unet3d"), 13, "--arch deep2s-plus");
+  const std::string model = dir / "plus.h5";
+  auto r = nfmimo(run + " --epochs 2 --seed 3 --out " + model);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nn::Model m = nn::read_model(model);
+  EXPECT_EQ(m.architecture, "deep2s-plus");
+  EXPECT_EQ(m.parameters.at("dense.weight").shape, (std::vector<int>{512, 624, 2}));
+  // Interrupted after 1 step and resumed: the same weights, dense layer included.
+  const std::string again = dir / "again.h5";
+  ASSERT_EQ(nfmimo(run + " --epochs 2 --seed 3 --stop-after-steps 1 --out " + again).exit_code, 0);
+  r = nfmimo(run + " --epochs 2 --seed 3 --resume --out " + again);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nn::Model resumed = nn::read_model(again);
+  for (const auto& [name, tensor] : m.parameters)
+    EXPECT_EQ(resumed.parameters.at(name).values, tensor.values) << name;
+
+  synthesize("test.h5", "--count 2 --freqs 4 " + kTinyGrid + " --seed 99");
+  r = nfmimo("reconstruct " + dir / "test.h5" + " --out " + dir / "v.h5" + " --method deep2s-plus --model " +
+             model + " --device cpu");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string json = dir / "r.json";
+  r = nfmimo("evaluate --data " + dir / "test.h5" + " --methods deep2s-plus --model " + model +
+             " --device cpu --json " + json);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  // Refusals: the GPU (no dense-layer GPU path yet), another precision, a model of the other architecture,
+  // measurements of another system.
+  const std::string out = dir / "x.h5";
+  std::string di = kTinyRun;
+  di.replace(di.find("--arch unet3d"), 13, "--arch deepdi");
+  expect_refused(
+      std::string(di).replace(di.find("--device cpu"), 12, "--device cuda") + " --epochs 1 --out " + out,
+      "trains on the CPU only", out);
+  expect_refused(di + " --epochs 1 --precision bf16 --out " + out, "needs the GPU training backend", out);
+  expect_refused("reconstruct " + dir / "test.h5" + " --out " + out + " --method deepdi --model " + model +
+                     " --device cpu",
+                 "needs a 'deepdi' model", out);
+  synthesize("k5.h5", "--count 1 --freqs 5 " + kTinyGrid);
+  expect_refused("reconstruct " + dir / "k5.h5" + " --out " + out + " --method deep2s-plus --model " + model +
+                     " --device cpu",
+                 "the radar system differs", out);
+}
+
 TEST_F(TrainCli, BadInputIsRefusedClearly) {
   synthesize("k4.h5", "--count 4 --freqs 4 " + kTinyGrid);
   synthesize("k5.h5", "--count 4 --freqs 5 " + kTinyGrid);

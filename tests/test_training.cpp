@@ -522,7 +522,8 @@ TEST_F(TrainerFixture, ANonFiniteLossStopsTheRunAndKeepsTheLastGoodCheckpoint) {
 // Every network of the paper trains through the same trainer, and its weights file drives its learned method.
 TEST_F(TrainerFixture, EveryArchitectureTrainsAndItsModelRunsInItsPipeline) {
   for (const auto& spec : learned_method_specs()) {
-    const SampleFormat f = tiny_format(spec.complex_input);
+    SampleFormat f = tiny_format(spec.complex_input);
+    f.measurement_input = spec.dense_first_stage;  // deepdi, deep2s-plus learn from the scaled measurements
     auto src = make_synthesized_source({f, SceneConfig{}, 8, 2, 2, DeviceKind::Cpu});
     const ValidationSet val = make_synthesized_validation(f, SceneConfig{}, 1008, 2, DeviceKind::Cpu);
     TrainerSettings s = settings(spec.architecture);

@@ -335,7 +335,8 @@ void add_bench_command(CLI::App& app) {
   c->add_option(
        "--methods", o->methods,
        "Comma list: physics (adjoint, backprojection, kirchhoff, forward), networks (unet3d, unet2d, "
-       "resnet, cv-unet3d), pipelines (deep2s, cv-deep2s, deep2s-unet2d, deep2s-resnet), training "
+       "resnet, cv-unet3d), pipelines (deep2s, cv-deep2s, deep2s-unet2d, deep2s-resnet, deepdi, "
+       "deep2s-plus), training "
        "steps (train-unet3d, ...)")
       ->capture_default_str();
   c->add_option("--precision", o->precisions,

@@ -1,4 +1,4 @@
-// nfmimo train --arch unet3d|unet2d|resnet|cv-unet3d --out model.h5
+// nfmimo train --arch unet3d|unet2d|resnet|cv-unet3d|deepdi|deep2s-plus --out model.h5
 //              (--synthesize [--system paper --freqs K --grid G --snr DB ...] | --data train.h5 --val val.h5)
 //              (--epochs N | --time-budget 8m) [--batch 8] [--lr 1e-3] [--loss mse|l1|mse+ssim] [--seed S]
 //              [--device auto|cpu|cuda] [--precision fp32|tf32|bf16|fp16] [--resume | --force]
@@ -68,7 +68,16 @@ void run_train(const TrainOptions& o, const CLI::App& c) {
   require(o.batch >= 1, fmt::format("--batch must be positive (got {})", o.batch));
   require(o.freqs >= 1, fmt::format("--freqs must be positive (got {})", o.freqs));
   const nn::Precision precision = nn::parse_precision(o.precision);
-  const DeviceKind device = parse_device(o.device);
+  const bool composite = nn::is_composite_architecture(o.arch);
+  // The composites (dense first stage + CV U-Net) train on the CPU only so far: `auto` means the CPU for
+  // them, an explicit cuda is refused by the trainer with the reason.
+  const DeviceKind asked_device = parse_device(o.device);
+  const DeviceKind device = composite && asked_device == DeviceKind::Auto ? DeviceKind::Cpu : asked_device;
+  require(
+      !(composite && device == DeviceKind::Cuda),
+      fmt::format("--arch {} trains on the CPU only so far (the dense layer has no GPU training path): use "
+                  "--device cpu",
+                  o.arch));
   nn::OptimizerSettings opt;
   opt.learning_rate = o.lr;
   opt.loss = nn::parse_loss(o.loss);
@@ -99,6 +108,7 @@ void run_train(const TrainOptions& o, const CLI::App& c) {
 
   nn::SampleFormat format;
   format.complex_input = channels == 2;
+  format.measurement_input = composite;
   std::unique_ptr<nn::BatchSource> source;
   nn::ValidationSet validation;
   if (o.synthesize) {
@@ -262,7 +272,8 @@ void add_train_command(CLI::App& app) {
   auto o = std::make_shared<TrainOptions>();
   CLI::App* c =
       app.add_subcommand("train", "Train a network of the paper for a radar system (docs/training.md)");
-  c->add_option("--arch", o->arch, "unet3d | unet2d | resnet | cv-unet3d")->capture_default_str();
+  c->add_option("--arch", o->arch, "unet3d | unet2d | resnet | cv-unet3d | deepdi | deep2s-plus")
+      ->capture_default_str();
   c->add_option("--out,-o", o->output, "Weights file to write (HDF5)")->required();
   c->add_flag("--synthesize", o->synthesize, "Make training scenes on the fly with the synthesizer");
   c->add_option("--data", o->data, "Training dataset (measurement file with /targets)");

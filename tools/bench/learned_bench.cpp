@@ -19,6 +19,7 @@
 #include "kernels/device_array.hpp"
 #include "kernels/gpu_timing.hpp"
 #include "models/architectures.hpp"
+#include "models/composite.hpp"
 #include "models/cpu_network.hpp"
 #include "models/gpu_network.hpp"
 #include "models/gpu_pipeline.hpp"
@@ -253,13 +254,20 @@ std::vector<float> reference_pipeline(const LearnedMethodSpec& spec, const Model
   const double scale = peak > 0 ? 1 / peak : 1;
   const Network net = m.network();
   Tensor<double> x(net.input_shape(1));
+  // DeepDI / Deep2S+: the dense layer on the scaled measurements replaces the normalised adjoint.
+  const cfloat* w = spec.dense_first_stage ? dense_weights(m.parameters) : nullptr;
+  const cfloat* b = spec.dense_first_stage ? dense_bias(m.parameters) : nullptr;
   for (std::size_t v = 0; v < V; ++v) {
-    if (spec.complex_input)
+    if (w) {
+      cdouble z = cdouble(b[v]);
+      for (std::size_t i = 0; i < S; ++i) z += cdouble(w[v * S + i]) * yd[i] * scale;
+      x.data[v] = z.real(), x.data[V + v] = z.imag();
+    } else if (spec.complex_input)
       x.data[v] = a[v].real() * scale, x.data[V + v] = a[v].imag() * scale;
     else
       x.data[v] = std::abs(a[v]) * scale;
   }
-  ReferenceNetwork ref(net, m.parameters);
+  ReferenceNetwork ref(net, without_dense_parameters(m.parameters));
   const Tensor<double> out = ref.forward(x, Mode::Inference);
   return std::vector<float>(out.data.begin(), out.data.end());
 }
@@ -316,6 +324,10 @@ void pipeline_rows(const std::string& method, const RadarSystem& system, const I
         fill_costs(row, net, p, 1.0, io);
         row.flops_per_volume +=
             mode == ImagingMode::Exact ? 8.0 * K * T * (R + 1) * double(V) : 24.0 * T * R * double(V);
+        if (spec.dense_first_stage) {  // the complex GEMM, streaming the dense weights once per batch
+          row.flops_per_volume += 8.0 * double(S) * double(V);
+          row.bytes_per_volume += double(S) * double(V) * sizeof(cfloat) / batch;
+        }
         std::vector<float> out(V * std::size_t(batch));
         if (gp) {
           dy->upload(y.data(), S * batch * sizeof(cfloat), stream->get());
