@@ -89,7 +89,7 @@ EpochRecord record_from(const json& j) {
 // What must be the same for a checkpoint to be continued: everything that decides the weights.
 json run_identity(const TrainerSettings& s, const BatchSource& source, const ValidationSet& validation) {
   const OptimizerSettings& o = s.optimizer;
-  return {{"architecture", s.architecture},
+  json identity = {{"architecture", s.architecture},
           {"width", s.options.width},
           {"blocks", s.options.blocks},
           {"batch", source.batch_size()},
@@ -111,6 +111,9 @@ json run_identity(const TrainerSettings& s, const BatchSource& source, const Val
             {"patience", s.schedule.patience}}},
           {"data", json::parse(source.record_json())},
           {"validation", json::parse(validation.record_json)}};
+  // Only denoisers carry the key, so that checkpoints written before roles existed still resume.
+  if (s.role != kReconstructionRole) identity["role"] = s.role;
+  return identity;
 }
 
 // The first difference between two JSON values, as "key: a vs b".
@@ -365,6 +368,7 @@ TrainingResult train(const TrainerSettings& s, BatchSource& source, const Valida
   const SampleFormat& format = source.format();
   Model model;
   model.architecture = s.architecture;
+  model.role = s.role;
   model.options = s.options;
   model.system = format.system;
   model.grid = format.grid;
@@ -402,6 +406,9 @@ TrainingResult train(const TrainerSettings& s, BatchSource& source, const Valida
                                    "blocks {})",
                                    s.init_from, start.architecture, start.options.width, start.options.blocks,
                                    s.architecture, s.options.width, s.options.blocks));
+    if (start.role != s.role)
+      throw InputError(fmt::format("{}: --init holds a {} model; this run trains a {}", s.init_from, start.role,
+                                   s.role));
     require_matching(start, s.init_from, format.system, format.grid, "the training data");
     initial = std::move(start.parameters);
     if (s.on_message) s.on_message(fmt::format("starting from the weights of {}", s.init_from));
