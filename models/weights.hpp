@@ -23,8 +23,8 @@ inline constexpr int kWeightsFormatVersion = 1;
 inline constexpr const char* kSampleMaxNormalisation = "sample-max";
 
 // What a model is for (root attribute "role"; files without it are reconstruction networks):
-// "reconstruction" maps a physics stage's output to an image (deep2s and its variants); "denoiser" maps a noisy
-// magnitude volume to a clean one (trained by `nfmimo train --arch denoiser`, used by --method pnp).
+// "reconstruction" maps a physics stage's output to an image (deep2s and its variants); "denoiser" maps a
+// noisy magnitude volume to a clean one (trained by `nfmimo train --arch denoiser`, used by --method pnp).
 inline constexpr const char* kReconstructionRole = "reconstruction";
 inline constexpr const char* kDenoiserRole = "denoiser";
 

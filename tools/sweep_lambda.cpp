@@ -85,8 +85,7 @@ std::vector<std::string> split(const std::string& text) {
 }
 
 struct SweepOptions {
-  std::string data, methods = "l1,tv", lambdas = "0.003,0.01,0.03,0.1,0.3", csv, save, device = "auto",
-              model;
+  std::string data, methods = "l1,tv", lambdas = "0.003,0.01,0.03,0.1,0.3", csv, save, device = "auto", model;
   std::vector<std::string> params;
   int scenes = 8, freqs = 15, iterations = 0;
   double snr = 30;
