@@ -86,16 +86,20 @@ void validate(const PnpOptions& o) {
 }
 
 CgResult solve_regularised_normal_equations(const PnpOperator& op, double rho, const cfloat* b, cfloat* x,
-                                            int max_steps, double tolerance) {
+                                            int max_steps, double tolerance, cfloat* mx) {
   require(rho > 0, "CG: rho must be positive (the system is then Hermitian positive definite)");
   const std::size_t V = op.voxels;
   std::vector<cfloat> r(V), p(V), q(V), scratch(op.samples);
-  apply_normal(op, rho, x, q.data(), scratch.data());
+  if (mx)
+    std::copy(mx, mx + V, q.begin());
+  else
+    apply_normal(op, rho, x, q.data(), scratch.data());
   for (std::size_t i = 0; i < V; ++i) r[i] = b[i] - q[i];
   const double b_norm = std::sqrt(norm_sq(b, V));
   CgResult result;
   if (b_norm == 0) {  // the solution is 0
     std::fill(x, x + V, cfloat(0));
+    if (mx) std::fill(mx, mx + V, cfloat(0));
     return result;
   }
   double rs = norm_sq(r.data(), V);
@@ -111,6 +115,7 @@ CgResult solve_regularised_normal_equations(const PnpOperator& op, double rho, c
     for (std::size_t i = 0; i < V; ++i) {
       x[i] += alpha * p[i];
       r[i] -= alpha * q[i];
+      if (mx) mx[i] += alpha * q[i];
     }
     const double rs_next = norm_sq(r.data(), V);
     const float beta = float(rs_next / rs);
@@ -135,7 +140,7 @@ std::vector<PnpReport> PnpSolver::solve(const cfloat* y, cfloat* x_out, int fram
   const std::size_t V = op_.voxels, S = op_.samples;
   const double rho = o.rho * lipschitz_;
   const float frho = float(rho);
-  std::vector<cfloat> aty(V), rhs(V), x(V), x_prev(V), z(V), z_prev(V), u(V), u_prev(V);
+  std::vector<cfloat> aty(V), rhs(V), x(V), mx(V), x_prev(V), z(V), z_prev(V), u(V), u_prev(V);
   std::vector<float> magnitude(V), denoised(V);
   std::vector<PnpReport> reports(frames);
 
@@ -150,6 +155,7 @@ std::vector<PnpReport> PnpSolver::solve(const cfloat* y, cfloat* x_out, int fram
       continue;
     }
     std::fill(x.begin(), x.end(), cfloat(0));
+    std::fill(mx.begin(), mx.end(), cfloat(0));  // (A^H A + rho I) x for x = 0
     std::fill(z.begin(), z.end(), cfloat(0));
     std::fill(u.begin(), u.end(), cfloat(0));
     while (true) {
@@ -160,9 +166,9 @@ std::vector<PnpReport> PnpSolver::solve(const cfloat* y, cfloat* x_out, int fram
       // x-update: (A^H A + rho I) x = A^H y + rho (z - u).
 #pragma omp parallel for schedule(static) if (V >= kParallelElements)
       for (std::size_t i = 0; i < V; ++i) rhs[i] = aty[i] + frho * (z_prev[i] - u_prev[i]);
-      rep.cg_steps +=
-          solve_regularised_normal_equations(op_, rho, rhs.data(), x.data(), o.cg_iterations, o.cg_tolerance)
-              .steps;
+      rep.cg_steps += solve_regularised_normal_equations(op_, rho, rhs.data(), x.data(), o.cg_iterations,
+                                                         o.cg_tolerance, mx.data())
+                          .steps;
       // z-update: the denoiser on the magnitude of v = x + u, phase kept.
       for (std::size_t i = 0; i < V; ++i) magnitude[i] = std::abs(x[i] + u_prev[i]);
       denoiser.denoise(magnitude.data(), denoised.data());

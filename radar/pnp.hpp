@@ -104,8 +104,10 @@ struct CgResult {
 };
 // Solves (A^H A + rho I) x = b (rho > 0, absolute) by conjugate gradient from the x given (warm start):
 // at most `max_steps` steps, stopping at relative residual <= tolerance. Float vectors, double reductions.
+// `mx` (optional): (A^H A + rho I) x of the x given, updated to that of the result (accumulated from the CG
+// directions, so the next warm start needs no operator call for its initial residual; ADMM uses it).
 CgResult solve_regularised_normal_equations(const PnpOperator& op, double rho, const cfloat* b, cfloat* x,
-                                            int max_steps, double tolerance);
+                                            int max_steps, double tolerance, cfloat* mx = nullptr);
 
 class PnpSolver {
  public:

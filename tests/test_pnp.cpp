@@ -122,6 +122,19 @@ TEST(Pnp, ConjugateGradientSolvesItsSystem) {
   EXPECT_EQ(c.steps, 2);
   EXPECT_GT(c.relative_residual, 1e-3);
   EXPECT_LT(c.relative_residual, 1.0);
+
+  // The tracked product (A^H A + rho I) x (ADMM's warm starts without an operator call) stays that of x, and
+  // a solve continued from it reaches the same solution.
+  std::vector<cfloat> tracked(V, cfloat(0)), xt(V, cfloat(0));
+  solve_regularised_normal_equations(pop, rho, b.data(), xt.data(), 3, 0, tracked.data());
+  Eigen::VectorXcd xtd(V);
+  for (std::size_t i = 0; i < V; ++i) xtd(i) = cdouble(xt[i]);
+  const Eigen::VectorXcd mxd = M * xtd;
+  std::vector<cfloat> mx_expected(V);
+  for (std::size_t i = 0; i < V; ++i) mx_expected[i] = cfloat(mxd(i));
+  EXPECT_LT(relative_distance(tracked, mx_expected), 1e-5);
+  solve_regularised_normal_equations(pop, rho, b.data(), xt.data(), 200, 1e-6, tracked.data());
+  EXPECT_LT(relative_distance(xt, expected), 1e-5);
 }
 
 // With the magnitude soft threshold at lambda / rho_abs as the denoiser, pnp is ADMM for
