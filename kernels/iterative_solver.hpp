@@ -5,6 +5,7 @@
 
 #include "kernels/imager.hpp"
 #include "radar/iterative.hpp"
+#include "radar/pnp.hpp"
 
 namespace nfmimo {
 
@@ -12,5 +13,10 @@ namespace nfmimo {
 // GpuImagingPlan). `imager` must outlive the solver. Runs the power iteration for the step size.
 std::unique_ptr<IterativeSolver> make_iterative_solver(const Imager& imager,
                                                        const PowerIterationOptions& power = {});
+
+// The imager's exact forward and adjoint for one frame on host memory, for the plug-and-play solver: on the
+// GPU through GpuImagingPlan's host wrappers (each call uploads and downloads one frame, 0.25 MB on the
+// paper's grid, small next to the denoiser's work). `imager` must outlive the result.
+PnpOperator pnp_operator(const Imager& imager);
 
 }  // namespace nfmimo

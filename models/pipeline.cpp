@@ -56,6 +56,10 @@ LearnedPipeline::LearnedPipeline(const std::string& method, Model model, DeviceK
       max_batch_(max_batch),
       precision_(precision) {
   require(max_batch > 0, "the batch size must be positive");
+  require(model_.role == kReconstructionRole,
+          fmt::format("method '{}' needs a reconstruction network, but the model is a {} (trained with "
+                      "--arch denoiser): use it with --method pnp --model FILE",
+                      spec_.name, model_.role));
   require(model_.architecture == spec_.architecture,
           fmt::format("method '{}' needs a '{}' model, but the model is a '{}' network", spec_.name,
                       spec_.architecture, model_.architecture));

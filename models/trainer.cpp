@@ -90,28 +90,31 @@ EpochRecord record_from(const json& j) {
 // What must be the same for a checkpoint to be continued: everything that decides the weights.
 json run_identity(const TrainerSettings& s, const BatchSource& source, const ValidationSet& validation) {
   const OptimizerSettings& o = s.optimizer;
-  return {{"architecture", s.architecture},
-          {"width", s.options.width},
-          {"blocks", s.options.blocks},
-          {"batch", source.batch_size()},
-          {"seed", s.seed},
-          {"init_from", s.init_from},
-          {"loss", to_string(o.loss)},
-          {"ssim_weight", o.ssim_weight},
-          {"learning_rate", o.learning_rate},
-          {"beta1", o.beta1},
-          {"beta2", o.beta2},
-          {"epsilon", o.epsilon},
-          {"weight_decay", o.weight_decay},
-          {"clip_norm", o.clip_norm},
-          {"schedule",
-           {{"kind", to_string(s.schedule.kind)},
-            {"min_lr", s.schedule.min_lr},
-            {"factor", s.schedule.factor},
-            {"threshold", s.schedule.threshold},
-            {"patience", s.schedule.patience}}},
-          {"data", json::parse(source.record_json())},
-          {"validation", json::parse(validation.record_json)}};
+  json identity = {{"architecture", s.architecture},
+                   {"width", s.options.width},
+                   {"blocks", s.options.blocks},
+                   {"batch", source.batch_size()},
+                   {"seed", s.seed},
+                   {"init_from", s.init_from},
+                   {"loss", to_string(o.loss)},
+                   {"ssim_weight", o.ssim_weight},
+                   {"learning_rate", o.learning_rate},
+                   {"beta1", o.beta1},
+                   {"beta2", o.beta2},
+                   {"epsilon", o.epsilon},
+                   {"weight_decay", o.weight_decay},
+                   {"clip_norm", o.clip_norm},
+                   {"schedule",
+                    {{"kind", to_string(s.schedule.kind)},
+                     {"min_lr", s.schedule.min_lr},
+                     {"factor", s.schedule.factor},
+                     {"threshold", s.schedule.threshold},
+                     {"patience", s.schedule.patience}}},
+                   {"data", json::parse(source.record_json())},
+                   {"validation", json::parse(validation.record_json)}};
+  // Only denoisers carry the key, so that checkpoints written before roles existed still resume.
+  if (s.role != kReconstructionRole) identity["role"] = s.role;
+  return identity;
 }
 
 // The first difference between two JSON values, as "key: a vs b".
@@ -375,6 +378,7 @@ TrainingResult train(const TrainerSettings& s, BatchSource& source, const Valida
   const SampleFormat& format = source.format();
   Model model;
   model.architecture = s.architecture;
+  model.role = s.role;
   model.options = s.options;
   model.system = format.system;
   model.grid = format.grid;
@@ -418,6 +422,9 @@ TrainingResult train(const TrainerSettings& s, BatchSource& source, const Valida
                       "blocks {})",
                       s.init_from, start.architecture, start.options.width, start.options.blocks,
                       s.architecture, s.options.width, s.options.blocks));
+    if (start.role != s.role)
+      throw InputError(
+          fmt::format("{}: --init holds a {} model; this run trains a {}", s.init_from, start.role, s.role));
     // The network sees an image on the grid, so the grid must match; the radar system may differ: the weights
     // of a model trained for another frequency set or SNR are a better start than random ones (transfer).
     if (auto d = describe_difference(start.grid, format.grid))

@@ -45,6 +45,7 @@ struct StepProgress {
 
 struct TrainerSettings {
   std::string architecture = "unet3d";
+  std::string role = kReconstructionRole;  // kDenoiserRole: a pnp denoiser (recorded in the weights file)
   ArchitectureOptions options;
   OptimizerSettings optimizer;
   ScheduleSettings schedule;

@@ -55,6 +55,7 @@ void write_model(const std::string& path, const Model& model, bool overwrite) {
     f.set_attribute("/", "blocks", static_cast<long long>(model.options.blocks));
     f.set_attribute("/", "input_channels", static_cast<long long>(net.input_shape().c));
     f.set_attribute("/", "normalisation", model.normalisation);
+    f.set_attribute("/", "role", model.role);
     f.set_attribute("/", "bn_epsilon", model.batch_norm.epsilon);
     f.set_attribute("/", "bn_momentum", model.batch_norm.momentum);
     long long trainable = 0;  // the network's and, for the composites, the dense layer's
@@ -126,6 +127,10 @@ Model read_model(const std::string& path) {
   if (m.normalisation != kSampleMaxNormalisation)
     throw InputError(fmt::format("{}: normalisation '{}' is not known (known: {})", path, m.normalisation,
                                  kSampleMaxNormalisation));
+  m.role = f.string_attribute("/", "role").value_or(kReconstructionRole);
+  if (m.role != kReconstructionRole && m.role != kDenoiserRole)
+    throw InputError(fmt::format("{}: role '{}' is not known (known: {}, {})", path, m.role,
+                                 kReconstructionRole, kDenoiserRole));
   m.batch_norm.epsilon = required_attribute(f.double_attribute("/", "bn_epsilon"), f, "bn_epsilon");
   m.batch_norm.momentum = required_attribute(f.double_attribute("/", "bn_momentum"), f, "bn_momentum");
   if (!(m.batch_norm.epsilon > 0) || !(m.batch_norm.momentum >= 0 && m.batch_norm.momentum <= 1))

@@ -23,12 +23,19 @@ inline constexpr int kWeightsFormatVersion = 1;
 // by its own largest magnitude (the only one defined so far).
 inline constexpr const char* kSampleMaxNormalisation = "sample-max";
 
+// What a model is for (root attribute "role"; files without it are reconstruction networks):
+// "reconstruction" maps a physics stage's output to an image (deep2s and its variants); "denoiser" maps a
+// noisy magnitude volume to a clean one (trained by `nfmimo train --arch denoiser`, used by --method pnp).
+inline constexpr const char* kReconstructionRole = "reconstruction";
+inline constexpr const char* kDenoiserRole = "denoiser";
+
 struct Model {
   std::string architecture;
   ArchitectureOptions options;
   RadarSystem system;
   ImagingGrid grid;
   std::string normalisation = kSampleMaxNormalisation;
+  std::string role = kReconstructionRole;
   BatchNormSettings batch_norm;
   Parameters parameters;
   std::string training;  // free-form JSON record of how it was trained (may be empty)

@@ -1,4 +1,4 @@
-// nfmimo train --arch unet3d|unet2d|resnet|cv-unet3d|deepdi|deep2s-plus --out model.h5
+// nfmimo train --arch unet3d|unet2d|resnet|cv-unet3d|deepdi|deep2s-plus|denoiser --out model.h5
 //              (--synthesize [--system paper --freqs K --grid G --snr DB ...] | --data train.h5 --val val.h5)
 //              (--epochs N | --time-budget 8m) [--batch 8] [--lr 1e-3] [--loss mse|l1|mse+ssim] [--seed S]
 //              [--device auto|cpu|cuda] [--precision fp32|tf32|bf16|fp16] [--resume | --force]
@@ -15,6 +15,7 @@
 #include "data/hdf5.hpp"
 #include "data/measurement_file.hpp"
 #include "models/architectures.hpp"
+#include "models/denoiser.hpp"
 #include "models/trainer.hpp"
 #include "radar/error.hpp"
 #include "synthesizer/scene.hpp"
@@ -31,7 +32,8 @@ struct TrainOptions {
               precision = "fp32", checkpoint, init;
   int freqs = 15, batch = 8, epochs = 0, width = 0, blocks = 8, val_count = 0, patience = 3;
   std::int64_t seed = 1, data_seed = -1, val_seed = -1, epoch_size = 512, stop_after_steps = -1;
-  double lr = 1e-3, ssim_weight = 1.0, weight_decay = 0, clip = 0, min_lr = 0, factor = 0.5, smooth = 0;
+  double lr = 1e-3, ssim_weight = 1.0, weight_decay = 0, clip = 0, min_lr = 0, factor = 0.5, smooth = 0,
+         sigma_max = 0.1;
   bool synthesize = false, resume = false, force = false;
 };
 
@@ -62,7 +64,22 @@ std::uint64_t seed_value(std::int64_t v, const char* option) {
 void run_train(const TrainOptions& o, const CLI::App& c) {
   auto given = [&](const char* name) { return c.count(name) > 0; };
   // Cheap checks first: a typo must not cost a validation set.
-  const int channels = nn::architecture_input_channels(o.arch);  // InputError for unknown architectures
+  // --arch denoiser: the pnp denoiser, a unet3d (default width 16) trained on noisy magnitudes
+  // (models/denoiser.hpp).
+  const bool denoiser = o.arch == "denoiser";
+  const std::string architecture = denoiser ? "unet3d" : o.arch;
+  const int channels = nn::architecture_input_channels(architecture);  // InputError for unknown architectures
+  if (denoiser) {
+    require(o.synthesize, "--arch denoiser trains on synthesizer scenes: give --synthesize (not --data)");
+    for (const char* name : {"--snr", "--phase"})
+      require(!given(name), fmt::format("{} has no meaning for --arch denoiser (it sees no measurements; its "
+                                        "noise is --sigma-max)",
+                                        name));
+  } else {
+    require(!given("--sigma-max"), "--sigma-max belongs to --arch denoiser");
+  }
+  require(std::isfinite(o.sigma_max) && o.sigma_max >= 0,
+          fmt::format("--sigma-max must be a finite number >= 0 (got {})", o.sigma_max));
   require(o.synthesize != !o.data.empty(),
           "give exactly one data source: --synthesize, or --data FILE --val FILE");
   require(o.batch >= 1, fmt::format("--batch must be positive (got {})", o.batch));
@@ -147,12 +164,25 @@ void run_train(const TrainOptions& o, const CLI::App& c) {
     ss.batches_per_epoch = int(o.epoch_size / o.batch);
     ss.device = physics;
     // Training on the GPU: the scenes, their adjoint and the normalisation stay on the device.
-    source =
-        physics == DeviceKind::Cuda ? nn::make_gpu_synthesized_source(ss) : nn::make_synthesized_source(ss);
     const int count = o.val_count > 0 ? o.val_count : 64;
-    std::printf("making the validation set: %d scenes of seed %llu\n", count, (unsigned long long)val_seed);
-    std::fflush(stdout);
-    validation = nn::make_synthesized_validation(format, config, val_seed, count, physics);
+    if (denoiser) {
+      // No physics: pairs are rasterised scenes plus noise, on the host (fast).
+      nn::DenoiserSourceSettings ds;
+      ds.grid = format.grid;
+      ds.config = config;
+      ds.seed = data_seed;
+      ds.batch = o.batch;
+      ds.batches_per_epoch = int(o.epoch_size / o.batch);
+      ds.sigma_max = o.sigma_max;
+      source = nn::make_denoiser_source(ds, format.system);
+      validation = nn::make_denoiser_validation(ds, val_seed, count);
+    } else {
+      source =
+          physics == DeviceKind::Cuda ? nn::make_gpu_synthesized_source(ss) : nn::make_synthesized_source(ss);
+      std::printf("making the validation set: %d scenes of seed %llu\n", count, (unsigned long long)val_seed);
+      std::fflush(stdout);
+      validation = nn::make_synthesized_validation(format, config, val_seed, count, physics);
+    }
   } else {
     require(!o.val.empty(), "--data needs --val FILE (a validation dataset, never trained on)");
     for (const char* name : {"--snr", "--config", "--objects", "--types", "--phase", "--smooth",
@@ -185,8 +215,9 @@ void run_train(const TrainOptions& o, const CLI::App& c) {
   }
 
   nn::TrainerSettings s;
-  s.architecture = o.arch;
-  s.options.width = o.width;
+  s.architecture = architecture;
+  s.role = denoiser ? nn::kDenoiserRole : nn::kReconstructionRole;
+  s.options.width = denoiser && o.width == 0 ? nn::kDenoiserDefaultWidth : o.width;
   s.options.blocks = o.blocks;
   s.optimizer = opt;
   s.schedule = schedule;
@@ -272,7 +303,11 @@ void add_train_command(CLI::App& app) {
   auto o = std::make_shared<TrainOptions>();
   CLI::App* c =
       app.add_subcommand("train", "Train a network of the paper for a radar system (docs/training.md)");
-  c->add_option("--arch", o->arch, "unet3d | unet2d | resnet | cv-unet3d | deepdi | deep2s-plus")
+  c->add_option("--arch", o->arch,
+                "unet3d | unet2d | resnet | cv-unet3d | deepdi | deep2s-plus | denoiser (the pnp denoiser)")
+      ->capture_default_str();
+  c->add_option("--sigma-max", o->sigma_max,
+                "--arch denoiser: noise sigma per sample uniform in [0, this] (magnitudes of max 1)")
       ->capture_default_str();
   c->add_option("--out,-o", o->output, "Weights file to write (HDF5)")->required();
   c->add_flag("--synthesize", o->synthesize, "Make training scenes on the fly with the synthesizer");
@@ -310,9 +345,10 @@ void add_train_command(CLI::App& app) {
   c->add_option("--patience", o->patience, "Plateau: epochs without improvement before a reduction")
       ->capture_default_str();
   c->add_option("--width", o->width,
-                "First-level channels (U-Nets, default 32) or feature channels (ResNet, 64)");
+                "First-level channels (U-Nets, default 32; denoiser 16) or feature channels (ResNet, 64)");
   c->add_option("--blocks", o->blocks, "ResNet blocks")->capture_default_str();
-  c->add_option("--init", o->init, "Start from the weights of this model (fine-tuning) instead of random weights");
+  c->add_option("--init", o->init,
+                "Start from the weights of this model (fine-tuning) instead of random weights");
   c->add_option("--seed", o->seed, "Seed of the initial weights, file shuffling and (default) scenes")
       ->capture_default_str();
   c->add_option("--device,-d", o->device, "auto | cpu | cuda")->capture_default_str();

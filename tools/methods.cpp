@@ -1,5 +1,6 @@
 #include "tools/methods.hpp"
 
+#include <charconv>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -11,11 +12,27 @@ namespace nfmimo {
 const std::vector<MethodEntry>& all_methods() {
   static const std::vector<MethodEntry> table = [] {
     std::vector<MethodEntry> t;
-    for (auto family : {analytic_methods, learned_methods, iterative_methods})
+    for (auto family : {analytic_methods, learned_methods, iterative_methods, pnp_methods})
       for (auto& e : family()) t.push_back(std::move(e));
     return t;
   }();
   return table;
+}
+
+double parse_param_number(const std::string& method, const std::string& key, const std::string& text) {
+  double v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  require(ec == std::errc() && end == text.data() + text.size() && !text.empty(),
+          fmt::format("{}: --param {}={} is not a number", method, key, text));
+  return v;
+}
+
+int parse_param_count(const std::string& method, const std::string& key, const std::string& text) {
+  int v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  require(ec == std::errc() && end == text.data() + text.size() && !text.empty(),
+          fmt::format("{}: --param {}={} is not a whole number", method, key, text));
+  return v;
 }
 
 std::string method_names() {

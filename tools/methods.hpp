@@ -48,9 +48,14 @@ const std::vector<MethodEntry>& all_methods();
 MethodResult run_method(const std::string& name, const MethodContext& context);
 std::string method_names();  // "adjoint, backprojection, ..."
 
+// --param values: a number / a whole number, or an InputError "METHOD: --param KEY=TEXT is not a number".
+double parse_param_number(const std::string& method, const std::string& key, const std::string& text);
+int parse_param_count(const std::string& method, const std::string& key, const std::string& text);
+
 // The families (one file each).
 std::vector<MethodEntry> analytic_methods();
 std::vector<MethodEntry> iterative_methods();
+std::vector<MethodEntry> pnp_methods();  // plug-and-play ADMM with a trained denoiser (tools/methods_pnp.cpp)
 std::vector<MethodEntry> learned_methods();  // models/: Deep2S and its variants
 
 }  // namespace nfmimo

@@ -1,6 +1,5 @@
 // The iterative baselines: l1 (sparsity of the magnitude) and tv (3D total variation of the magnitude),
 // solved by FISTA on the exact physics operators of the CPU or GPU (radar/iterative.hpp, docs/iterative.md).
-#include <charconv>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -17,22 +16,6 @@ namespace {
 
 constexpr const char* kKnownParams = "lambda, iterations, tol, accel, tv_iterations, l1_weight (tv)";
 
-double parse_number(const std::string& method, const std::string& key, const std::string& text) {
-  double v = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  require(ec == std::errc() && end == text.data() + text.size() && !text.empty(),
-          fmt::format("{}: --param {}={} is not a number", method, key, text));
-  return v;
-}
-
-int parse_count(const std::string& method, const std::string& key, const std::string& text) {
-  int v = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  require(ec == std::errc() && end == text.data() + text.size() && !text.empty(),
-          fmt::format("{}: --param {}={} is not a whole number", method, key, text));
-  return v;
-}
-
 // Options from --param key=value; unknown keys are refused (a misspelt weight must not pass silently), and
 // every value is validated with a message that names the method and the parameter.
 IterativeOptions options_from_params(Regularizer reg, const std::map<std::string, std::string>& params) {
@@ -40,17 +23,17 @@ IterativeOptions options_from_params(Regularizer reg, const std::map<std::string
   IterativeOptions o = default_iterative_options(reg);
   for (const auto& [key, value] : params) {
     if (key == "lambda")
-      o.lambda = parse_number(method, key, value);
+      o.lambda = parse_param_number(method, key, value);
     else if (key == "iterations")
-      o.max_iterations = parse_count(method, key, value);
+      o.max_iterations = parse_param_count(method, key, value);
     else if (key == "tol")
-      o.tolerance = parse_number(method, key, value);
+      o.tolerance = parse_param_number(method, key, value);
     else if (key == "accel")
       o.acceleration = parse_acceleration(value);
     else if (key == "tv_iterations")
-      o.tv_iterations = parse_count(method, key, value);
+      o.tv_iterations = parse_param_count(method, key, value);
     else if (key == "l1_weight")
-      o.l1_weight = parse_number(method, key, value);
+      o.l1_weight = parse_param_number(method, key, value);
     else
       throw InputError(fmt::format("{}: unknown parameter '{}' (known: {})", method, key, kKnownParams));
   }

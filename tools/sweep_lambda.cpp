@@ -3,6 +3,10 @@
 //
 //   nfmimo_sweep_lambda [--data VAL.h5 | --scenes 8 --seed 7001 --freqs 15 --snr 30] --methods l1,tv
 //                       --lambdas 0.003,0.01,0.03,0.1,0.3 [--csv S.csv] [--save-scenes VAL.h5]
+//   nfmimo_sweep_lambda ... --methods pnp --model DENOISER.h5 --lambdas 0.01,0.03,0.1,0.3
+//
+// The swept weight is each method's relative weight: lambda for l1 and tv, rho for pnp (the CSV column
+// lambda_rel holds it).
 //
 // Without --data it makes its own validation scenes (below) with a seed that no test set uses. Each (method,
 // weight) runs through the method table, exactly as `nfmimo reconstruct/evaluate` would run it.
@@ -81,7 +85,7 @@ std::vector<std::string> split(const std::string& text) {
 }
 
 struct SweepOptions {
-  std::string data, methods = "l1,tv", lambdas = "0.003,0.01,0.03,0.1,0.3", csv, save, device = "auto";
+  std::string data, methods = "l1,tv", lambdas = "0.003,0.01,0.03,0.1,0.3", csv, save, device = "auto", model;
   std::vector<std::string> params;
   int scenes = 8, freqs = 15, iterations = 0;
   double snr = 30;
@@ -105,6 +109,7 @@ void run(const SweepOptions& o) {
   c.measurements = m.measurements.data();
   c.frames = m.frames;
   c.device = parse_device(o.device);
+  c.model = o.model;
 
   std::string csv =
       "method,lambda_rel,frames,psnr_db_mean,psnr_db_std,ssim_3d_mean,ssim_2d_mean,nmse_mean,"
@@ -136,7 +141,7 @@ void run(const SweepOptions& o) {
         all[p.substr(0, eq)] = p.substr(eq + 1);
       }
       c.params = params_for_method(name, all);
-      c.params["lambda"] = lambda;
+      c.params[name == "pnp" ? "rho" : "lambda"] = lambda;
       if (o.iterations > 0) c.params["iterations"] = std::to_string(o.iterations);
       report(name, lambda, evaluate_method(name, c, m.targets));
     }
@@ -163,7 +168,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--snr", o.snr, "SNR of generated scenes (dB)")->capture_default_str();
   app.add_option("--methods", o.methods, "Methods to sweep")->capture_default_str();
-  app.add_option("--lambdas", o.lambdas, "Relative weights")->capture_default_str();
+  app.add_option("--lambdas", o.lambdas, "Relative weights (lambda; rho for pnp)")->capture_default_str();
+  app.add_option("--model", o.model, "The denoiser of pnp (nfmimo train --arch denoiser)");
   app.add_option("--iterations", o.iterations, "Iteration limit (0: the method's default)");
   app.add_option("--param", o.params, "Further key=value or method.key=value (repeatable)");
   app.add_option("--device,-d", o.device, "auto | cpu | cuda")->capture_default_str();
