@@ -415,8 +415,12 @@ TrainingResult train(const TrainerSettings& s, BatchSource& source, const Valida
                                run.epoch + 1, run.index, run.steps));
   } else if (!s.init_from.empty()) {
     Model start = read_model(s.init_from);
-    if (start.architecture != s.architecture || start.options.width != s.options.width ||
-        start.options.blocks != s.options.blocks)
+    // A composite (deepdi, deep2s-plus) may start from a cv-unet3d model: its U-Net is the composite's graph,
+    // and the dense layer gets the architecture's own start (A^H or random). Deep2S+ then begins as exactly
+    // that cv-deep2s model, which is the paper's point of initialising from the physics.
+    const bool unet_into_composite = composite && start.architecture == "cv-unet3d";
+    if ((start.architecture != s.architecture && !unet_into_composite) ||
+        start.options.width != s.options.width || start.options.blocks != s.options.blocks)
       throw InputError(
           fmt::format("{}: --init holds a {} network (width {}, blocks {}); this run trains {} (width {}, "
                       "blocks {})",
@@ -431,8 +435,12 @@ TrainingResult train(const TrainerSettings& s, BatchSource& source, const Valida
       throw InputError(fmt::format(
           "{}: --init holds a model for another imaging grid than the training data's: {}", s.init_from, *d));
     initial = std::move(start.parameters);
+    if (unet_into_composite)
+      add_initial_dense_parameters(s.architecture, format.system, format.grid, s.seed, initial);
     if (s.on_message) {
-      s.on_message(fmt::format("starting from the weights of {}", s.init_from));
+      s.on_message(
+          fmt::format("starting from the weights of {}{}", s.init_from,
+                      unet_into_composite ? " (its U-Net; the dense layer starts as for a new run)" : ""));
       if (auto d = describe_difference(start.system, format.system))
         s.on_message(fmt::format("  (transfer: that model was trained for another radar system: {})", *d));
     }

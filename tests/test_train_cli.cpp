@@ -244,6 +244,48 @@ TEST_F(TrainCli, DenseFirstStageModelsTrainResumeAndReconstruct) {
                  "the radar system differs", out);
 }
 
+// Deep2S+ started from a cv-deep2s model (--init of a cv-unet3d file): the U-Net's weights are that model's
+// and the dense layer is A^H, so before any step Deep2S+ reconstructs what cv-deep2s does (the paper's reason
+// for initialising the first stage from the physics). DeepDI from the same file gets a random dense layer.
+TEST_F(TrainCli, Deep2SPlusStartsAsTheCvDeep2SModelItIsGiven) {
+  std::string cv = kTinyRun;
+  cv.replace(cv.find("--arch unet3d"), 13, "--arch cv-unet3d");
+  const std::string cv_model = dir / "cv.h5";
+  auto r = nfmimo(cv + " --epochs 1 --seed 3 --out " + cv_model);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::string plus = kTinyRun;
+  plus.replace(plus.find("--arch unet3d"), 13, "--arch deep2s-plus");
+  r = nfmimo(plus + " --epochs 1 --seed 4 --init " + cv_model + " --stop-after-steps 0 --out " +
+             (dir / "p.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("its U-Net; the dense layer starts as for a new run"), std::string::npos)
+      << r.output;
+  const nn::Model start = nn::read_model(cv_model), composite = nn::read_model(dir / "p.checkpoint.h5");
+  for (const auto& [name, tensor] : start.parameters)
+    EXPECT_EQ(composite.parameters.at(name).values, tensor.values) << name;
+  ASSERT_TRUE(composite.parameters.count("dense.weight"));
+
+  // Same reconstructions (to float rounding of the two adjoint paths: dense GEMM against the matrix-free
+  // operator, both normalised to the frame's peak).
+  synthesize("test.h5", "--count 2 --freqs 4 " + kTinyGrid + " --seed 99");
+  const std::string json = dir / "same.json";
+  r = nfmimo("evaluate --data " + dir / "test.h5" + " --methods cv-deep2s,deep2s-plus --model cv-deep2s=" +
+             cv_model + " --model deep2s-plus=" + (dir / "p.checkpoint.h5") + " --device cpu --json " + json);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream jf(json);
+  const auto j = nlohmann::json::parse(jf);
+  for (int f = 0; f < 2; ++f)
+    EXPECT_NEAR(j["methods"][0]["per_frame"]["psnr_db"][f].get<double>(),
+                j["methods"][1]["per_frame"]["psnr_db"][f].get<double>(), 1e-3)
+        << "frame " << f;
+
+  // Another width is still refused.
+  std::string wide = plus;
+  wide.replace(wide.find("--width 2"), 9, "--width 4");
+  expect_refused(wide + " --epochs 1 --init " + cv_model + " --out " + (dir / "w.h5"),
+                 "--init holds a cv-unet3d", dir / "w.h5");
+}
+
 TEST_F(TrainCli, BadInputIsRefusedClearly) {
   synthesize("k4.h5", "--count 4 --freqs 4 " + kTinyGrid);
   synthesize("k5.h5", "--count 4 --freqs 5 " + kTinyGrid);
