@@ -83,6 +83,23 @@ TEST_F(PnpCli, TrainsADenoiserAndReconstructsWithIt) {
   EXPECT_LE(details["frames"][0]["iterations"].get<int>(), 3);
   EXPECT_GE(details["frames"][0]["iterations"].get<int>(), 1);
 
+  // The residual denoiser (--denoiser-net resnet) trains and serves pnp the same way.
+  const std::string residual = dir / "res.h5";
+  r = nfmimo(
+      "train --arch denoiser --denoiser-net resnet --width 2 --blocks 2 --synthesize --system paper --freqs "
+      "4 " +
+      kTinyGrid + " --epoch-size 4 --batch 2 --val-count 2 --device cpu --epochs 1 --out " + residual);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nn::Model rm = nn::read_model(residual);
+  EXPECT_EQ(rm.role, nn::kDenoiserRole);
+  EXPECT_EQ(rm.architecture, "resnet");
+  r = nfmimo("reconstruct " + dir / "data.h5" + " -o " + dir / "pnp_res.h5" + " -m pnp --model " + residual +
+             " --device cpu --param iterations=2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  expect_refused("train --arch denoiser --denoiser-net unet2d --width 2 --synthesize " + kTinyGrid +
+                     " --epochs 1 --device cpu --out " + (dir / "bad.h5"),
+                 "--denoiser-net must be unet3d or resnet", dir / "bad.h5");
+
   // The roles are enforced both ways.
   expect_refused("reconstruct " + dir / "data.h5" + " -o " + dir / "x.h5" + " -m deep2s --model " + model +
                      " --device cpu",

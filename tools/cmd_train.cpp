@@ -29,7 +29,7 @@ namespace {
 struct TrainOptions {
   std::string arch = "unet3d", output, data, val, system = "paper", grid = "paper", config, snr, objects,
               types, phase, time_budget, loss = "mse", schedule = "constant", device = "auto",
-              precision = "fp32", checkpoint, init;
+              precision = "fp32", checkpoint, init, denoiser_net = "unet3d";
   int freqs = 15, batch = 8, epochs = 0, width = 0, blocks = 8, val_count = 0, patience = 3;
   std::int64_t seed = 1, data_seed = -1, val_seed = -1, epoch_size = 512, stop_after_steps = -1;
   double lr = 1e-3, ssim_weight = 1.0, weight_decay = 0, clip = 0, min_lr = 0, factor = 0.5, smooth = 0,
@@ -66,8 +66,15 @@ void run_train(const TrainOptions& o, const CLI::App& c) {
   // Cheap checks first: a typo must not cost a validation set.
   // --arch denoiser: the pnp denoiser, a unet3d (default width 16) trained on noisy magnitudes
   // (models/denoiser.hpp).
+  // --denoiser-net resnet makes it residual (output = input + correction): it starts near the identity, which
+  // a short training run needs (docs/pnp.md, "The denoiser").
   const bool denoiser = o.arch == "denoiser";
-  const std::string architecture = denoiser ? "unet3d" : o.arch;
+  const std::string architecture = denoiser ? o.denoiser_net : o.arch;
+  if (denoiser)
+    require(o.denoiser_net == "unet3d" || o.denoiser_net == "resnet",
+            fmt::format("--denoiser-net must be unet3d or resnet (got '{}')", o.denoiser_net));
+  else
+    require(!given("--denoiser-net"), "--denoiser-net belongs to --arch denoiser");
   const int channels = nn::architecture_input_channels(architecture);  // InputError for unknown architectures
   if (denoiser) {
     require(o.synthesize, "--arch denoiser trains on synthesizer scenes: give --synthesize (not --data)");
@@ -305,6 +312,9 @@ void add_train_command(CLI::App& app) {
       app.add_subcommand("train", "Train a network of the paper for a radar system (docs/training.md)");
   c->add_option("--arch", o->arch,
                 "unet3d | unet2d | resnet | cv-unet3d | deepdi | deep2s-plus | denoiser (the pnp denoiser)")
+      ->capture_default_str();
+  c->add_option("--denoiser-net", o->denoiser_net,
+                "--arch denoiser: unet3d (sigmoid output) or resnet (residual: input + correction)")
       ->capture_default_str();
   c->add_option("--sigma-max", o->sigma_max,
                 "--arch denoiser: noise sigma per sample uniform in [0, this] (magnitudes of max 1)")
