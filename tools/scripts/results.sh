@@ -70,8 +70,9 @@ train_missing() { # setting K snr
   f="$out/models/denoiser.h5"
   if [ ! -f "$f" ]; then
     [ "${TRAIN:-0}" = 1 ] || { echo "results.sh: missing $f (TRAIN=1 trains it)" >&2; exit 2; }
-    "$nf" --threads "$threads" train --arch denoiser --synthesize --grid paper --seed 1 --epoch-size 256 --batch 8 \
-      --val-count 32 --lr 1e-3 --schedule cosine --min-lr 2e-5 --time-budget 10m --device cpu --out "$f"
+    "$nf" --threads "$threads" train --arch denoiser --denoiser-net resnet --width 16 --blocks 4 --synthesize \
+      --grid paper --seed 1 --epoch-size 256 --batch 8 --val-count 32 --lr 1e-3 --schedule cosine --min-lr 2e-5 \
+      --time-budget "$(python3 -c "print(int(480 * ${BUDGET_SCALE:-1}))")s" --device cpu --out "$f"
   fi
 }
 
