@@ -100,6 +100,7 @@ MethodResult run_pnp(const MethodContext& c) {
       {"cg_tolerance", o.cg_tolerance},
       {"tolerance", o.tolerance},
       {"denoiser", c.model},
+      {"denoiser_architecture", model.architecture},
       {"denoiser_width", model.options.width},
       {"converged_frames", converged},
       {"mean_iterations", mean_iterations},
