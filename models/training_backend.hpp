@@ -2,10 +2,10 @@
 //
 // A TrainingBackend owns a network in training mode, its master parameters (float32), its optimizer state and
 // the loss, and performs whole optimisation steps, so that a GPU backend can keep everything on the device
-// (forward, loss, backward, gradient clipping, Adam) with no host synchronisation inside a step beyond what the
-// caller asks for. The CPU backend (CpuNetwork + host Adam) is the reference implementation; the cuDNN backend
-// implements the same interface. Layouts are the logical ones of models/tensor.hpp: input [n, c_in, x, y, z],
-// target and output [n, 1, x, y, z] (z fastest).
+// (forward, loss, backward, gradient clipping, Adam) with no host synchronisation inside a step beyond what
+// the caller asks for. The CPU backend (CpuNetwork + host Adam) is the reference implementation; the cuDNN
+// backend implements the same interface. Layouts are the logical ones of models/tensor.hpp: input [n, c_in,
+// x, y, z], target and output [n, 1, x, y, z] (z fastest).
 #pragma once
 
 #include <map>
@@ -22,29 +22,31 @@ namespace nfmimo::nn {
 enum class LossKind {
   Mse,      // mean over all elements of (output - target)^2 (the authors' group's choice)
   L1,       // mean |output - target|
-  MseSsim,  // mse + ssim_weight * (1 - SSIM_3D(output, target)), SSIM as in models/metrics.hpp (per sample, mean)
+  MseSsim,  // mse + ssim_weight * (1 - SSIM_3D(output, target)), SSIM as in models/metrics.hpp (per sample,
+            // mean)
 };
 LossKind parse_loss(const std::string& name);  // "mse", "l1", "mse+ssim"
 std::string to_string(LossKind kind);
 
-enum class Precision { Fp32, Tf32, Bf16, Fp16 };  // compute precision (master weights are always float32)
+enum class Precision { Fp32, Tf32, Bf16, Fp16 };     // compute precision (master weights are always float32)
 Precision parse_precision(const std::string& name);  // "fp32", "tf32", "bf16", "fp16"
 std::string to_string(Precision precision);
 
 struct OptimizerSettings {
   double learning_rate = 1e-3;
   double beta1 = 0.9, beta2 = 0.999;
-  double epsilon = 1e-7;       // Keras's default (the authors' framework)
-  double weight_decay = 0;     // decoupled (AdamW): p -= lr * weight_decay * p, applied to conv/dense weights only
-  double clip_norm = 0;        // > 0: scale gradients so that their global 2-norm is at most this
+  double epsilon = 1e-7;  // Keras's default (the authors' framework)
+  double weight_decay =
+      0;                 // decoupled (AdamW): p -= lr * weight_decay * p, applied to conv/dense weights only
+  double clip_norm = 0;  // > 0: scale gradients so that their global 2-norm is at most this
   LossKind loss = LossKind::Mse;
-  double ssim_weight = 1.0;    // MseSsim only
+  double ssim_weight = 1.0;  // MseSsim only
 };
 
 struct StepResult {
-  double loss = 0;          // the batch's loss before the update
-  double gradient_norm = 0; // global 2-norm of the gradients before clipping
-  bool finite = true;       // false: loss or gradients were not finite and the update was skipped
+  double loss = 0;           // the batch's loss before the update
+  double gradient_norm = 0;  // global 2-norm of the gradients before clipping
+  bool finite = true;        // false: loss or gradients were not finite and the update was skipped
 };
 
 // Adam's state, by parameter name: first and second moments and the step count.
@@ -63,15 +65,16 @@ class TrainingBackend {
   virtual std::size_t input_size() const { return network().input_shape(1).per_sample(); }
 
   // One optimisation step on a batch in host memory.
-  virtual StepResult step(const float* input, const float* target, int n, const OptimizerSettings& settings) = 0;
+  virtual StepResult step(const float* input, const float* target, int n,
+                          const OptimizerSettings& settings) = 0;
   // Inference-mode outputs (running statistics, no update) for validation, host memory.
   virtual void predict(const float* input, float* output, int n) = 0;
 
   // Device-resident variants (GPU backends): pointers to device memory, work ordered on `stream`. The default
   // implementations refuse (CPU backends).
   virtual bool device_resident() const { return false; }
-  virtual StepResult step_device(const float* input, const float* target, int n, const OptimizerSettings& settings,
-                                 CUstream_st* stream);
+  virtual StepResult step_device(const float* input, const float* target, int n,
+                                 const OptimizerSettings& settings, CUstream_st* stream);
   virtual void predict_device(const float* input, float* output, int n, CUstream_st* stream);
 
   // Checkpointing: master parameters (with batch-norm running statistics) and the optimizer state.
