@@ -434,6 +434,12 @@ TrainingResult train(const TrainerSettings& s, BatchSource& source, const Valida
     if (auto d = describe_difference(start.grid, format.grid))
       throw InputError(fmt::format(
           "{}: --init holds a model for another imaging grid than the training data's: {}", s.init_from, *d));
+    // A dense first stage maps this system's measurements: its weights cannot transfer to another system.
+    if (auto d = describe_difference(start.system, format.system); d && start.composite())
+      throw InputError(
+          fmt::format("{}: --init holds a {} model whose dense layer belongs to another radar system "
+                      "({}); start from a cv-unet3d model instead (its U-Net transfers)",
+                      s.init_from, start.architecture, *d));
     initial = std::move(start.parameters);
     if (unet_into_composite)
       add_initial_dense_parameters(s.architecture, format.system, format.grid, s.seed, initial);

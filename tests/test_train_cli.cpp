@@ -279,6 +279,12 @@ TEST_F(TrainCli, Deep2SPlusStartsAsTheCvDeep2SModelItIsGiven) {
                 j["methods"][1]["per_frame"]["psnr_db"][f].get<double>(), 1e-3)
         << "frame " << f;
 
+  // A composite's dense layer belongs to its radar system: no transfer to another one.
+  std::string plus_k5 = plus;
+  plus_k5.replace(plus_k5.find("--freqs 4"), 9, "--freqs 5");
+  expect_refused(plus_k5 + " --epochs 1 --init " + (dir / "p.checkpoint.h5") + " --out " + (dir / "k5.h5"),
+                 "dense layer belongs to another radar system", dir / "k5.h5");
+
   // Another width is still refused.
   std::string wide = plus;
   wide.replace(wide.find("--width 2"), 9, "--width 4");
