@@ -67,7 +67,7 @@ void run_train(const TrainOptions& o, const CLI::App& c) {
   // --arch denoiser: the pnp denoiser, a unet3d (default width 16) trained on noisy magnitudes
   // (models/denoiser.hpp).
   // --denoiser-net resnet makes it residual (output = input + correction): it starts near the identity, which
-  // a short training run needs (docs/pnp.md, "The denoiser").
+  // a short training run needs (docs/training.md, "Denoiser").
   const bool denoiser = o.arch == "denoiser";
   const std::string architecture = denoiser ? o.denoiser_net : o.arch;
   if (denoiser)
