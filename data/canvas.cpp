@@ -54,8 +54,10 @@ void Canvas::frame_rect(int x, int y, int w, int h, Rgb c) {
 }
 
 void Canvas::text(int x, int y, const std::string& s, Rgb c, int scale) {
-  // stb_easy_font emits axis-aligned quads (4 vertices of 16 bytes: x, y, z floats and a colour).
-  std::vector<char> buffer(s.size() * 300 + 64);
+  // stb_easy_font emits axis-aligned quads (4 vertices of 16 bytes: x, y, z floats and a colour) and silently
+  // stops when the buffer is full. A glyph takes up to about 12 quads (768 bytes): size for that, not for an
+  // average, or short labels lose strokes (a lone "0" tick label lost its right half).
+  std::vector<char> buffer(s.size() * 1024 + 1024);
   std::string copy = s;
   unsigned char color[4] = {c.r, c.g, c.b, 255};
   const int quads =

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/atomic_file.hpp"
+#include "data/canvas.hpp"
 #include "data/hdf5.hpp"
 #include "data/measurement_file.hpp"
 #include "data/viewer.hpp"
@@ -132,6 +133,25 @@ TEST(Interop, H5pyReadsOurFiles) {
   EXPECT_NEAR(j["measurements"]["sum_imag"].get<double>(), si, 1e-9 * m.measurements.size());
   EXPECT_EQ(j["targets"]["shape"], (std::vector<int>{2, 5, 4, 6}));
   EXPECT_EQ(j["snr_db"]["dtype"], "float32");
+}
+
+// A glyph is drawn whole whatever the string's length: "0" alone has the same pixels as the first "0" of "00"
+// (the quad buffer was once sized per average character and cut short labels).
+TEST(Viewer, ShortLabelsAreDrawnWhole) {
+  for (const char* glyph : {"0", "8", "M", "%"}) {
+    Canvas one(20, 12), two(20, 12);
+    one.text(1, 1, glyph, {0, 0, 0});
+    two.text(1, 1, std::string(2, glyph[0]), {0, 0, 0});
+    const int w = Canvas::text_width(glyph);
+    int inked = 0;
+    for (int y = 0; y < 12; ++y)
+      for (int x = 0; x < w; ++x) {
+        const Rgb a = one.get(x, y), b = two.get(x, y);
+        EXPECT_EQ(a.r, b.r) << glyph << " at " << x << "," << y;
+        inked += a.r == 0;
+      }
+    EXPECT_GT(inked, 5) << glyph;
+  }
 }
 
 TEST(Viewer, ProjectionsAreMaxima) {
