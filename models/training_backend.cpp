@@ -15,9 +15,12 @@ LossKind parse_loss(const std::string& name) {
 
 std::string to_string(LossKind kind) {
   switch (kind) {
-    case LossKind::Mse: return "mse";
-    case LossKind::L1: return "l1";
-    case LossKind::MseSsim: return "mse+ssim";
+    case LossKind::Mse:
+      return "mse";
+    case LossKind::L1:
+      return "l1";
+    case LossKind::MseSsim:
+      return "mse+ssim";
   }
   return "unknown";
 }
@@ -32,15 +35,34 @@ Precision parse_precision(const std::string& name) {
 
 std::string to_string(Precision p) {
   switch (p) {
-    case Precision::Fp32: return "fp32";
-    case Precision::Tf32: return "tf32";
-    case Precision::Bf16: return "bf16";
-    case Precision::Fp16: return "fp16";
+    case Precision::Fp32:
+      return "fp32";
+    case Precision::Tf32:
+      return "tf32";
+    case Precision::Bf16:
+      return "bf16";
+    case Precision::Fp16:
+      return "fp16";
   }
   return "unknown";
 }
 
-StepResult TrainingBackend::step_device(const float*, const float*, int, const OptimizerSettings&, CUstream_st*) {
+double forward_tolerance(Precision p) {
+  switch (p) {
+    case Precision::Fp32:
+      return 1e-4;
+    case Precision::Tf32:
+      return 2e-3;
+    case Precision::Fp16:
+      return 1e-2;
+    case Precision::Bf16:
+      return 3e-2;
+  }
+  return 0;
+}
+
+StepResult TrainingBackend::step_device(const float*, const float*, int, const OptimizerSettings&,
+                                        CUstream_st*) {
   throw InputError(fmt::format("the {} training backend works on host memory only", description()));
 }
 

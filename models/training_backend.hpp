@@ -31,6 +31,10 @@ std::string to_string(LossKind kind);
 enum class Precision { Fp32, Tf32, Bf16, Fp16 };     // compute precision (master weights are always float32)
 Precision parse_precision(const std::string& name);  // "fp32", "tf32", "bf16", "fp16"
 std::string to_string(Precision precision);
+// Relative error a network forward pass in this precision may show against the float64 reference (GPU parity
+// tests and the benchmark's correctness check): float32 accumulation 1e-4; TF32's 10-bit mantissa 2e-3;
+// fp16 storage (2^-11) through a few layers 1e-2; bf16's 8-bit mantissa 3e-2.
+double forward_tolerance(Precision precision);
 
 struct OptimizerSettings {
   double learning_rate = 1e-3;

@@ -4,22 +4,26 @@
 #pragma once
 
 #include <functional>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "models/network.hpp"
+#include "models/reference.hpp"
 
 namespace nfmimo::test {
 
 using nn::Network;
+using nn::Parameters;
 using nn::Shape;
+using nn::Tensor;
 
 struct LayerCase {
   std::string name;
   std::function<Network()> build;
   // Relative tolerance of CPU float32 against double: sums of up to a few hundred products (convolutions)
-  // lose about sqrt(terms) * 2^-24 relative; elementwise layers lose one rounding. (The GPU test sets its own
-  // per precision.)
+  // lose about sqrt(terms) * 2^-24 relative; elementwise layers lose one rounding. (The GPU test uses
+  // nn::forward_tolerance per precision.)
   double tolerance = 1e-5;
 };
 
@@ -138,6 +142,30 @@ inline std::vector<LayerCase> layer_cases() {
               }),
       case_of("dense", in, "dense", [](Network& n) { n.dense("d", 0, 5); }),
   };
+}
+
+// Standard-normal input of the given shape.
+inline Tensor<double> random_input(const Shape& s, unsigned seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> g(0.0, 1.0);
+  Tensor<double> t(s);
+  for (auto& v : t.data) v = g(rng);
+  return t;
+}
+
+// Initial parameters made less special: random biases, batch-norm statistics away from 0 and 1.
+inline Parameters random_parameters(const Network& net, unsigned seed) {
+  Parameters p = nn::initial_parameters(net, seed);
+  std::mt19937_64 rng(seed + 1);
+  std::normal_distribution<double> g(0.0, 1.0);
+  std::uniform_real_distribution<double> u(0.5, 1.5);
+  for (auto& [name, t] : p) {
+    if (name.ends_with(".running_var") || (name.ends_with(".weight") && t.shape.size() == 1))
+      for (auto& v : t.values) v = float(u(rng));
+    else if (name.ends_with(".bias") || name.ends_with(".running_mean"))
+      for (auto& v : t.values) v = float(0.3 * g(rng));
+  }
+  return p;
 }
 
 }  // namespace nfmimo::test

@@ -37,6 +37,8 @@
 namespace nfmimo::nn {
 namespace {
 
+using test::random_input;
+using test::random_parameters;
 using test::relative_error_below;
 
 template <class T, class A>
@@ -51,47 +53,11 @@ class GpuNet : public ::testing::Test {
   }
 };
 
-double forward_tolerance(Precision p) {
-  switch (p) {
-    case Precision::Fp32:
-      return 1e-4;
-    case Precision::Tf32:
-      return 2e-3;
-    case Precision::Fp16:
-      return 1e-2;
-    case Precision::Bf16:
-      return 3e-2;
-  }
-  return 0;
-}
 double gradient_tolerance(Precision p) {
   return (p == Precision::Fp32 || p == Precision::Tf32 ? 2 : 3) * forward_tolerance(p);
 }
 
 const Precision kPrecisions[] = {Precision::Fp32, Precision::Tf32, Precision::Fp16, Precision::Bf16};
-
-Tensor<double> random_input(const Shape& s, unsigned seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> g(0.0, 1.0);
-  Tensor<double> t(s);
-  for (auto& v : t.data) v = g(rng);
-  return t;
-}
-
-// Initial parameters made less special: random biases, batch-norm statistics away from 0 and 1.
-Parameters random_parameters(const Network& net, unsigned seed) {
-  Parameters p = initial_parameters(net, seed);
-  std::mt19937_64 rng(seed + 1);
-  std::normal_distribution<double> g(0.0, 1.0);
-  std::uniform_real_distribution<double> u(0.5, 1.5);
-  for (auto& [name, t] : p) {
-    if (name.ends_with(".running_var") || (name.ends_with(".weight") && t.shape.size() == 1))
-      for (auto& v : t.values) v = float(u(rng));
-    else if (name.ends_with(".bias") || name.ends_with(".running_mean"))
-      for (auto& v : t.values) v = float(0.3 * g(rng));
-  }
-  return p;
-}
 
 // A gradient that is exactly zero in exact arithmetic (a convolution bias before a training-mode batch norm):
 // the reference gives rounding noise, the GPU backend exact zeros. Checked to be negligible instead of

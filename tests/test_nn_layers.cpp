@@ -15,6 +15,8 @@
 namespace nfmimo::nn {
 namespace {
 
+using test::random_input;
+using test::random_parameters;
 using test::relative_error_below;
 
 template <class T>
@@ -24,29 +26,6 @@ std::span<const T> view(const aligned_vector<T>& v) {
 template <class T>
 std::span<const T> view(const std::vector<T>& v) {
   return {v.data(), v.size()};
-}
-
-Tensor<double> random_input(const Shape& s, unsigned seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> g(0.0, 1.0);
-  Tensor<double> t(s);
-  for (auto& v : t.data) v = g(rng);
-  return t;
-}
-
-// Initial parameters made less special: random biases, batch-norm statistics away from 0 and 1.
-Parameters random_parameters(const Network& net, unsigned seed) {
-  Parameters p = initial_parameters(net, seed);
-  std::mt19937_64 rng(seed + 1);
-  std::normal_distribution<double> g(0.0, 1.0);
-  std::uniform_real_distribution<double> u(0.5, 1.5);
-  for (auto& [name, t] : p) {
-    if (name.ends_with(".running_var") || (name.ends_with(".weight") && t.shape.size() == 1))
-      for (auto& v : t.values) v = float(u(rng));
-    else if (name.ends_with(".bias") || name.ends_with(".running_mean"))
-      for (auto& v : t.values) v = float(0.3 * g(rng));
-  }
-  return p;
 }
 
 using test::layer_cases;

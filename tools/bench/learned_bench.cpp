@@ -63,20 +63,6 @@ double forward_flops(const Network& net) {
 
 bool reference_affordable(const Network& net) { return forward_flops(net) < 2e9; }
 
-double tolerance(Precision p) {
-  switch (p) {
-    case Precision::Fp32:
-      return 1e-4;
-    case Precision::Tf32:
-      return 2e-3;
-    case Precision::Fp16:
-      return 1e-2;
-    case Precision::Bf16:
-      return 3e-2;
-  }
-  return 0;
-}
-
 std::size_t compute_bytes(Precision p) { return p == Precision::Fp16 || p == Precision::Bf16 ? 2 : 4; }
 
 template <class A, class B>
@@ -233,7 +219,7 @@ void network_rows(const std::string& arch, const RadarSystem& system, const Imag
       }
       if (checked)
         set_check(row, relative_error(out.data(), expected.data(), out_per),
-                  device == DeviceKind::Cuda ? tolerance(p) : 3e-5, against);
+                  device == DeviceKind::Cuda ? forward_tolerance(p) : 3e-5, against);
       else
         set_unchecked(row, "the double reference of this width takes minutes (use --width 8 or a GPU run)");
       rows.push_back(row);
@@ -343,7 +329,7 @@ void pipeline_rows(const std::string& method, const RadarSystem& system, const I
         } else {
           row.compute = summarise(time_calls(o.rules, [&] { pipe.run(y.data(), batch, out.data()); }));
         }
-        const double tol = device == DeviceKind::Cuda ? tolerance(p) : base_tol;
+        const double tol = device == DeviceKind::Cuda ? forward_tolerance(p) : base_tol;
         if (checked)
           set_check(row, relative_error(out.data(), expected.data(), V), tol, against);
         else
@@ -450,7 +436,7 @@ void training_rows(const std::string& arch, const RadarSystem& system, const Ima
       }
       if (expected >= 0)
         set_check(row, std::abs(first_loss - expected) / expected,
-                  device == DeviceKind::Cuda ? tolerance(p) : 1e-5, against);
+                  device == DeviceKind::Cuda ? forward_tolerance(p) : 1e-5, against);
       else
         set_unchecked(row,
                       "the double reference of this width and batch takes minutes (use --width 8 and a small "
