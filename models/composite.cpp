@@ -139,20 +139,16 @@ class CpuCompositeTrainingBackend final : public TrainingBackend {
     adam_step(master_, gradients_, clip_scale(r.gradient_norm, settings.clip_norm), settings, decayed_,
               state_);
     refresh_network(train_);
-    inference_stale_ = true;
+    inference_.mark_stale();
     return r;
   }
 
   void predict(const float* input, float* output, int n) override {
-    if (!inference_)
-      inference_ = std::make_unique<CpuNetwork>(network_, train_.parameters(), Mode::Inference);
-    else if (inference_stale_)
-      inference_->set_parameters(train_.parameters());
-    inference_stale_ = false;
+    CpuNetwork& inference = inference_.get(network_, train_);
     dense_out_.resize(std::size_t(n) * 2 * V_);
     complex_dense_forward(dense_weights(master_), dense_bias(master_), M_, V_,
                           reinterpret_cast<const cfloat*>(input), n, dense_out_.data());
-    inference_->forward(dense_out_.data(), output, n);
+    inference.forward(dense_out_.data(), output, n);
   }
 
   // The master parameters with the running statistics of the training network.
@@ -181,7 +177,7 @@ class CpuCompositeTrainingBackend final : public TrainingBackend {
     master_ = parameters;
     refresh_network(train_);
     state_ = state;
-    inference_stale_ = true;
+    inference_.mark_stale();
   }
 
  private:
@@ -203,8 +199,7 @@ class CpuCompositeTrainingBackend final : public TrainingBackend {
   Gradients gradients_;
   VolumeShape volume_;
   std::vector<float> dense_out_, grad_dense_out_, output_, grad_;
-  std::unique_ptr<CpuNetwork> inference_;
-  bool inference_stale_ = true;
+  InferenceMirror inference_;
 };
 
 }  // namespace

@@ -953,4 +953,13 @@ std::string CpuNetwork::description() const {
                      omp_get_max_threads());
 }
 
+CpuNetwork& InferenceMirror::get(const Network& network, const CpuNetwork& training) {
+  if (!net_)
+    net_ = std::make_unique<CpuNetwork>(network, training.parameters(), Mode::Inference);
+  else if (stale_)
+    net_->set_parameters(training.parameters());
+  stale_ = false;
+  return *net_;
+}
+
 }  // namespace nfmimo::nn

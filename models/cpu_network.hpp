@@ -55,4 +55,17 @@ class CpuNetwork {
   std::unique_ptr<Impl> impl_;
 };
 
+// An inference-mode copy of a training network that follows its parameters lazily, for the training backends'
+// predict(): mark_stale() after every change of the training parameters; get() builds the copy on first use
+// and refreshes it only when it is stale, so a run without predictions pays nothing.
+class InferenceMirror {
+ public:
+  void mark_stale() { stale_ = true; }
+  CpuNetwork& get(const Network& network, const CpuNetwork& training);
+
+ private:
+  std::unique_ptr<CpuNetwork> net_;
+  bool stale_ = true;
+};
+
 }  // namespace nfmimo::nn

@@ -58,17 +58,13 @@ class CpuTrainingBackend final : public TrainingBackend {
       if (!t.trainable) master_.at(name).values = t.values;
     adam_step(master_, g, clip_scale(r.gradient_norm, settings.clip_norm), settings, decayed_, state_);
     train_.set_parameters(master_);
-    inference_stale_ = true;
+    inference_.mark_stale();
     return r;
   }
 
   void predict(const float* input, float* output, int n) override {
-    if (!inference_)
-      inference_ = std::make_unique<CpuNetwork>(network_, train_.parameters(), Mode::Inference);
-    else if (inference_stale_)
-      inference_->set_parameters(train_.parameters());
-    inference_stale_ = false;
-    inference_->forward(input, output, n);
+    CpuNetwork& inference = inference_.get(network_, train_);
+    inference.forward(input, output, n);
   }
 
   Parameters parameters() const override { return train_.parameters(); }
@@ -88,7 +84,7 @@ class CpuTrainingBackend final : public TrainingBackend {
     master_ = parameters;
     train_.set_parameters(master_);
     state_ = state;
-    inference_stale_ = true;
+    inference_.mark_stale();
   }
 
  private:
@@ -106,8 +102,7 @@ class CpuTrainingBackend final : public TrainingBackend {
   OptimizerState state_;
   VolumeShape volume_;
   std::vector<float> output_, grad_;
-  std::unique_ptr<CpuNetwork> inference_;
-  bool inference_stale_ = true;
+  InferenceMirror inference_;
 };
 
 }  // namespace
