@@ -201,6 +201,7 @@ void write_measurements(const std::string& path, const MeasurementSet& m,
       f.write<float>("/snr_db", h5::Dims{m.snr_db.size()}, m.snr_db.data());
       f.set_attribute("/snr_db", "units", std::string("dB"));
     }
+    if (options.extra) options.extra(f);
     f.flush();
   }
   out.commit();

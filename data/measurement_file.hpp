@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -49,9 +50,14 @@ struct MeasurementHeader {
 };
 MeasurementHeader read_measurement_header(const std::string& path);
 
+namespace h5 {
+class File;
+}
 struct MeasurementWriteOptions {
   bool overwrite = false;
   int gzip_level = 0;
+  // Writes more groups (for example an importer's /provenance) into the temporary file before it is renamed.
+  std::function<void(h5::File&)> extra = nullptr;
 };
 // Writes atomically (temporary name, then rename).
 void write_measurements(const std::string& path, const MeasurementSet& set,

@@ -1,5 +1,6 @@
 // nfmimo train --arch unet3d|unet2d|resnet|cv-unet3d|deepdi|deep2s-plus|denoiser --out model.h5
-//              (--synthesize [--system paper --freqs K --grid G --snr DB ...] | --data train.h5 --val val.h5)
+//              (--synthesize [--system paper --freqs K | --system meas.h5] [--grid G --snr DB ...] |
+//               --data train.h5 --val val.h5)
 //              (--epochs N | --time-budget 8m) [--batch 8] [--lr 1e-3] [--loss mse|l1|mse+ssim] [--seed S]
 //              [--device auto|cpu|cuda] [--precision fp32|tf32|bf16|fp16] [--resume | --force]
 // See docs/training.md.
@@ -139,9 +140,22 @@ void run_train(const TrainOptions& o, const CLI::App& c) {
     for (const char* name : {"--val"})
       require(!given(name),
               fmt::format("{} belongs to --data; --synthesize makes its own validation set", name));
-    format.system = named_system(o.system, o.freqs);
-    format.grid = parse_grid(o.grid);
+    const SystemChoice chosen = resolve_system_option(o.system, o.freqs, given("--freqs"));
+    format.system = chosen.system;
+    // With --system FILE the grid is --grid, else the file's /grid; the paper's grid is a named system's
+    // default.
+    if (!chosen.file.empty() && !given("--grid")) {
+      require(
+          chosen.grid.has_value(),
+          fmt::format("{} has no /grid: give --grid 'x0:x1:nx,y0:y1:ny,z0:z1:nz' for this array", o.system));
+      format.grid = *chosen.grid;
+    } else {
+      format.grid = parse_grid(o.grid);
+    }
     validate_grid(format.grid, format.system, "--grid");
+    if (!chosen.file.empty())
+      std::printf("radar system from %s: %s; grid %s%s\n", o.system.c_str(), describe(format.system).c_str(),
+                  describe(format.grid).c_str(), given("--grid") ? " (--grid)" : " (the file's /grid)");
     SceneConfig config;
     if (given("--config")) config = read_scene_config(o.config);
     if (given("--snr")) parse_snr_option(o.snr, config);
@@ -201,7 +215,9 @@ void run_train(const TrainOptions& o, const CLI::App& c) {
     const nn::TrainingFileInfo info = nn::inspect_training_file(o.data);
     if (given("--system") || given("--freqs")) {
       const RadarSystem expected =
-          named_system(o.system, given("--freqs") ? o.freqs : info.system.frequencies());
+          resolve_system_option(o.system, given("--freqs") ? o.freqs : info.system.frequencies(),
+                                given("--freqs"))
+              .system;
       if (const auto d = describe_difference(info.system, expected))
         throw InputError(fmt::format("{}: the dataset's radar system differs from --system {} (K = {}): {}",
                                      o.data, o.system, expected.frequencies(), *d));
@@ -325,7 +341,9 @@ void add_train_command(CLI::App& app) {
   c->add_option("--val", o->val, "Validation dataset (with --data)");
   c->add_option("--val-count", o->val_count,
                 "Validation samples (--synthesize: default 64; --data: the first N rows, 0 = all)");
-  c->add_option("--system", o->system, "Radar system by name (--synthesize; checked against --data)")
+  c->add_option("--system", o->system,
+                "Radar system: a name (paper) or an nfmimo file such as `nfmimo import`'s output, whose "
+                "/system and /grid are used (--synthesize; checked against --data)")
       ->capture_default_str();
   c->add_option("--freqs,-K", o->freqs, "Frequencies of --system")->capture_default_str();
   c->add_option("--grid", o->grid, "Imaging grid 'x0:x1:nx,y0:y1:ny,z0:z1:nz' (m) or 'paper'")

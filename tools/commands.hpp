@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <optional>
 #include <string>
 
 #include "radar/system.hpp"
@@ -24,6 +25,7 @@ struct CommandExit {
 };
 void add_evaluate_command(CLI::App& app);
 void add_train_command(CLI::App& app);
+void add_import_command(CLI::App& app);
 
 // The command line the program was started with (for records such as a model's training record).
 void set_command_line(int argc, char** argv);
@@ -32,5 +34,15 @@ const std::string& command_line();
 // Shared option parsing.
 // "x0:x1:n,y0:y1:n,z0:z1:n" (metres) or "paper".
 ImagingGrid parse_grid(const std::string& text);
+
+// --system: a name ("paper", with `freqs` frequencies) or an nfmimo file (for example one written by
+// `nfmimo import`) whose /system, and /grid when present, are taken. --freqs is refused with a file (its K is
+// the file's). InputError when the text is neither a known name nor a readable file.
+struct SystemChoice {
+  RadarSystem system;
+  std::optional<ImagingGrid> grid;  // the file's /grid
+  std::string file;                 // empty for a named system
+};
+SystemChoice resolve_system_option(const std::string& text, int freqs, bool freqs_given);
 
 }  // namespace nfmimo

@@ -1,8 +1,11 @@
+#include <filesystem>
 #include <sstream>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "data/hdf5.hpp"
+#include "data/measurement_file.hpp"
 #include "radar/error.hpp"
 #include "tools/commands.hpp"
 
@@ -46,6 +49,29 @@ ImagingGrid parse_grid(const std::string& text) {
   }
   require(axes.size() == 3, fmt::format("--grid: '{}' needs three axes 'x0:x1:nx,y0:y1:ny,z0:z1:nz'", text));
   return ImagingGrid(axes[0], axes[1], axes[2]);
+}
+
+SystemChoice resolve_system_option(const std::string& text, int freqs, bool freqs_given) {
+  SystemChoice c;
+  std::error_code ec;
+  if (text == "paper" || !std::filesystem::is_regular_file(text, ec)) {
+    if (text != "paper" && (text.find('/') != std::string::npos || text.find('.') != std::string::npos))
+      throw InputError(
+          fmt::format("--system: '{}' is neither a system name (paper) nor an existing file", text));
+    require(freqs >= 1, fmt::format("--freqs must be positive (got {})", freqs));
+    c.system = named_system(text, freqs);
+    return c;
+  }
+  const h5::File f(text, h5::File::Mode::Read);
+  c.system = read_system(f);
+  require(
+      !freqs_given || freqs == c.system.frequencies(),
+      fmt::format("--freqs {} disagrees with --system {}, which holds K = {} frequencies (leave --freqs out)",
+                  freqs, text, c.system.frequencies()));
+  c.grid = read_grid(f);
+  if (c.grid) validate_grid(*c.grid, c.system, f.path() + ": /grid");
+  c.file = text;
+  return c;
 }
 
 }  // namespace nfmimo
