@@ -114,3 +114,24 @@ def write_index(path, frame_sizes, data_size, num_idx=None):
 
 def write_chirp(path, chirp=CHIRP):
     path.write_text(json.dumps(chirp, indent=1))
+
+
+def main():
+    """ti_cascade_fixture.py FOLDER: the example of docs/experimental.md in FOLDER: chirp.json, reflector/ (a corner
+    reflector at (0.03, 0, 0.5) m) and scene/ (three point targets), both with the same injected channel errors."""
+    import argparse
+    from pathlib import Path
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("folder")
+    root = Path(ap.parse_args().folder)
+    errors = channel_errors(7)
+    (root / "reflector").mkdir(parents=True, exist_ok=True)
+    (root / "scene").mkdir(exist_ok=True)
+    write_chirp(root / "chirp.json")
+    scale = write_capture(root / "reflector", born([(np.array([0.03, 0.0, 0.5]), 1.0)]), errors=errors)
+    scene = [(np.array([-0.05, 0.0, 0.45]), 1.0), (np.array([0.05, 0.03, 0.5]), 0.8), (np.array([0.0, -0.04, 0.6]), 0.9)]
+    write_capture(root / "scene", born(scene), errors=errors, scale=scale)
+
+
+if __name__ == "__main__":
+    main()
