@@ -84,3 +84,15 @@ def test_every_method_reconstructs_the_measurement(imported, method):
             assert tuple(int(i) for i in np.unravel_index(np.argmax(v), v.shape)) == TARGET
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<VTKFile" in vti.read_bytes()[:200]
+
+
+def test_train_system_file_refusals(imported):
+    d, meas = imported
+    base = ["train", "--arch", "unet3d", "--synthesize", "--epochs", "1", "--device", "cpu", "--out", str(d / "no.h5")]
+    for extra, words in [
+        (["--system", str(d / "missing.h5")], "is neither a system name (paper) nor an existing file"),
+        (["--system", str(meas), "--freqs", "7"], "holds K = 5 frequencies"),
+    ]:
+        p = subprocess.run([BINARY, *base, *extra], capture_output=True, text=True)
+        assert p.returncode == 2 and words in p.stderr, p.stderr
+        assert not (d / "no.h5").exists()
