@@ -195,21 +195,24 @@ ImportResult import_ti_cascade(const std::string& folder, const TiImportOptions&
 
   // Index and data of each device; every device must hold the same frames.
   std::vector<std::vector<unsigned char>> data(4);
+  std::vector<std::string> data_paths(4);
   std::size_t frames = 0;
   for (int d = 0; d < 4; ++d) {
     const std::string base = fmt::format("{}/{}_{}_", folder, kDevices[d], o.capture_id);
     const TiIndex idx = read_ti_index(base + "idx.bin");
-    data[std::size_t(d)] = read_bytes(base + "data.bin");
     const std::string data_path = base + "data.bin";
-    const auto& bytes = data[std::size_t(d)];
-    if (bytes.size() != idx.data_file_size)
+    data_paths[std::size_t(d)] = data_path;
+    std::error_code ec;
+    const std::uintmax_t data_size = std::filesystem::file_size(data_path, ec);
+    if (ec) throw InputError(fmt::format("{}: cannot be opened", data_path));
+    if (data_size != idx.data_file_size)
       throw InputError(fmt::format("{}: is {} bytes, but its index {}idx.bin (field dataFileSize) says {}",
-                                   data_path, bytes.size(), base, idx.data_file_size));
-    if (bytes.size() % frame_bytes != 0)
+                                   data_path, data_size, base, idx.data_file_size));
+    if (data_size % frame_bytes != 0)
       throw InputError(
           fmt::format("{}: {} bytes is not a whole number of {}-byte frames (loops {} x slots {} x "
                       "samples {} x 4 RX x I,Q int16, from {}): the file ends mid-frame",
-                      data_path, bytes.size(), frame_bytes, loops, slots, samples, o.chirp_file));
+                      data_path, data_size, frame_bytes, loops, slots, samples, o.chirp_file));
     for (std::size_t i = 0; i < idx.frames.size(); ++i) {
       const auto& r = idx.frames[i];
       if (r.size != frame_bytes)
@@ -217,14 +220,14 @@ ImportResult import_ti_cascade(const std::string& folder, const TiImportOptions&
             fmt::format("{}idx.bin: frame {} has size {} bytes; the chirp configuration {} makes "
                         "frames of {} bytes",
                         base, i, r.size, o.chirp_file, frame_bytes));
-      if (r.offset != i * frame_bytes || r.offset + r.size > bytes.size())
+      if (r.offset != i * frame_bytes || r.offset + r.size > data_size)
         throw InputError(
             fmt::format("{}idx.bin: frame {} has offset {}; expected {} within the {} bytes of {}", base, i,
-                        r.offset, i * frame_bytes, bytes.size(), data_path));
+                        r.offset, i * frame_bytes, data_size, data_path));
     }
-    if (idx.frames.size() * frame_bytes != bytes.size())
+    if (idx.frames.size() * frame_bytes != data_size)
       throw InputError(fmt::format("{}idx.bin: lists {} frames, but {} holds {}", base, idx.frames.size(),
-                                   data_path, bytes.size() / frame_bytes));
+                                   data_path, data_size / frame_bytes));
     if (d == 0)
       frames = idx.frames.size();
     else if (idx.frames.size() != frames)
@@ -238,6 +241,17 @@ ImportResult import_ti_cascade(const std::string& folder, const TiImportOptions&
       throw InputError(fmt::format("--frames {}:{} is outside the capture's frames 0:{}", o.frames->first,
                                    o.frames->second, frames - 1));
     first = std::size_t(o.frames->first), last = std::size_t(o.frames->second);
+  }
+
+  // Only the selected frames are read (a capture can hold thousands).
+  for (int d = 0; d < 4; ++d) {
+    std::ifstream in(data_paths[std::size_t(d)], std::ios::binary);
+    auto& bytes = data[std::size_t(d)];
+    bytes.resize((last - first + 1) * frame_bytes);
+    in.seekg(std::streamoff(first * frame_bytes));
+    if (!in.read(reinterpret_cast<char*>(bytes.data()), std::streamsize(bytes.size())))
+      throw InputError(
+          fmt::format("{}: frames {} to {} cannot be read", data_paths[std::size_t(d)], first, last));
   }
 
   // Frequencies of the samples, and the selection.
@@ -269,7 +283,7 @@ ImportResult import_ti_cascade(const std::string& folder, const TiImportOptions&
         for (std::size_t t = 0; t < nt; ++t)
           for (std::size_t k = 0; k < nk; ++k) {
             const std::size_t v = (((l * slots + t) * samples + std::size_t(chosen[k])) * 4 + lane) * 2;
-            const unsigned char* q = &bytes[fr * frame_bytes + 2 * v];
+            const unsigned char* q = &bytes[(fr - first) * frame_bytes + 2 * v];
             const auto i_part = std::int16_t(little<std::uint16_t>(q)),
                        q_part = std::int16_t(little<std::uint16_t>(q + 2));
             sum[(k * nt + t) * nr + j] += std::complex<double>(i_part, sign * q_part);
