@@ -15,6 +15,7 @@
 #   PEER_COMPILE  ops whose torch.compile variants the peer runs (default unet3d; "all" or "none")
 #   MODEL      weights file for the precision check (default models/trained/deep2s_paper_k15_snr30.h5)
 #   TEST_FILTER   gtest filter for the GPU tests (default *)
+#   PYTHON     the Python with PyTorch for the peer (default python3; in a dry run /usr/bin/python3, Debian's)
 #   DRY_RUN=1  run here against the CPU build (device cpu, small benchmark) to check packing and time limits
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,6 +25,8 @@ device_unpack
 device_wrap
 run=.device/run
 status=0
+python=${PYTHON:-python3}
+[ "$dry_run" = 1 ] && [ -z "${PYTHON:-}" ] && [ -x /usr/bin/python3 ] && python=/usr/bin/python3
 
 case "$phase" in
 tests)
@@ -49,10 +52,10 @@ bench)
     device=cuda batches=${BATCHES:-1,64,512} methods=${METHODS:-adjoint,unet3d,deep2s,train-unet3d}
     precisions=${PRECISIONS:-fp32,tf32,fp16} width=0 freqs=15 seconds=1 compile=unet3d
   fi
-  run_step bench "$work/bench.log" python3 tools/bench/side_by_side.py --binary "$run/nfmimo" --device "$device" \
+  run_step bench "$work/bench.log" "$python" tools/bench/side_by_side.py --binary "$run/nfmimo" --device "$device" \
     --batch "$batches" --methods "$methods" --precision "$precisions" --width "$width" --freqs "$freqs" \
     --train-batch 4 --seconds "${SECONDS_PER_ROW:-$seconds}" --peer-compile "${PEER_COMPILE:-$compile}" \
-    --out-dir "$work" --python python3 --plot
+    --out-dir "$work" --python "$python" --plot
   [ $? -eq 0 ] || status=1
   { sed -n '/^op /,$p' "$work/bench.log" | head -120; grep -E "FAILED|error|Error" "$work/bench.log" | head -20; } \
     >> "$summary"
@@ -72,7 +75,7 @@ precision)
         --json "$work/precision-$p.json" --force || status=1
     done
     rm -f "$work/precision-test.h5"
-    python3 - "$work" <<'PY' >> "$summary"
+    "$python" - "$work" <<'PY' >> "$summary"
 import json, sys, os
 out = sys.argv[1]
 res = {}
