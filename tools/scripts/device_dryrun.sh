@@ -5,7 +5,8 @@
 # each phase ends within its budget, a budget too small for a phase cuts it off and still packs, and the
 # PyTorch side runs without nfmimo's libraries on its path. CTest runs it (label device-dryrun).
 #
-#   tools/scripts/device_dryrun.sh [BUILD_DIR] [PHASES]      (default build, "tests bench")
+#   tools/scripts/device_dryrun.sh [BUILD_DIR] [PHASES]      (default build, "tests bench"; all: "tests bench
+#                                                             precision train", train being device_train.sh)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build}
@@ -22,10 +23,12 @@ check $? "device_bundle.sh ($(tail -1 "$out_root/bundle.log"))"
 rm -rf .device/bin .device/lib .device/run  # unpacked from the bundle, as on the device
 
 for phase in $phases; do
-  case $phase in tests) budget=300 ;; bench) budget=240 ;; *) budget=240 ;; esac
+  case $phase in tests) budget=300 ;; train) budget=570 ;; *) budget=240 ;; esac
   out="$out_root/$phase"
   start=$(date +%s)
-  OUT="$out" DRY_RUN=1 PHASE="$phase" tools/scripts/device_check.sh > "$out_root/$phase.log" 2>&1
+  script=tools/scripts/device_check.sh
+  [ "$phase" = train ] && script=tools/scripts/device_train.sh
+  OUT="$out" DRY_RUN=1 PHASE="$phase" $script > "$out_root/$phase.log" 2>&1
   rc=$?
   took=$(($(date +%s) - start))
   check $rc "phase $phase exits 0 (see its summary below)"
@@ -43,6 +46,12 @@ for phase in $phases; do
   bench)
     for f in nfmimo.json torch.json side_by_side.json bench.log; do
       check $(echo "$members" | grep -q "/$f\$"; echo $?) "bench: $f in the archive"
+    done
+    ;;
+  train)
+    check $([ -f "$out/train-model.h5" ]; echo $?) "train: the weights come back as a file of their own"
+    for f in train.log evaluate.json evaluate.csv; do
+      check $(echo "$members" | grep -q "/$f\$"; echo $?) "train: $f in the archive"
     done
     ;;
   esac
