@@ -7,6 +7,7 @@
 #include <cufft.h>
 
 #include <algorithm>
+#include <mutex>
 #include <vector>
 
 #include "kernels/cuda_check.hpp"
@@ -291,6 +292,30 @@ struct GpuImagingPlan::Impl {
   mutable DeviceBuffer<float2> host_x, host_y;
   mutable std::unique_ptr<CudaStream> host_stream;
 
+  // The scratch above (forward partial sums, fast-mode profiles, cuFFT plans whose stream is set per call)
+  // serves one stream at a time: the stream of the last call that used it owns it. Another stream may take it
+  // over once the owner has no work left (a query, no synchronisation); while the owner is still busy the
+  // call is refused, since both would write the same scratch. Exact imaging uses no scratch and is not
+  // checked.
+  mutable std::mutex owner_mutex;
+  mutable cudaStream_t owner = nullptr;
+  mutable bool owned = false;
+
+  void claim_scratch(cudaStream_t s, const char* what) const {
+    std::lock_guard<std::mutex> lock(owner_mutex);
+    if (owned && owner != s) {
+      const cudaError_t q = cudaStreamQuery(owner);
+      if (q == cudaErrorNotReady)
+        throw Error(detail::concat(
+            "GpuImagingPlan: ", what,
+            " was called on a second stream while the first still runs work of the same plan; the plan's "
+            "scratch serves one stream at a time: use one plan per stream, or synchronise the first stream "
+            "before switching"));
+      if (q != cudaSuccess) cudaGetLastError();  // a stream since destroyed owns nothing
+    }
+    owner = s, owned = true;
+  }
+
   Geometry geometry() const { return Geometry{range.data(), gain.data(), kappa.data(), K, T, R, V}; }
 
   ~Impl() {
@@ -384,6 +409,7 @@ void GpuImagingPlan::forward(const cfloat* d_x, cfloat* d_y, int batch, GpuStrea
   const Impl& p = *impl_;
   require(batch >= 1 && batch <= p.max_batch,
           detail::concat("batch ", batch, " is outside the GPU plan's range [1, ", p.max_batch, "]"));
+  p.claim_scratch(stream, "the forward operator");
   const int TR = p.T * p.R;
   const int groups = (TR + kThreads - 1) / kThreads;
   const auto* x = reinterpret_cast<const float2*>(d_x);
@@ -443,6 +469,7 @@ void GpuImagingPlan::image(Method method, ImagingMode mode, const cfloat* d_y, c
   require(method != Method::Kirchhoff,
           "the fast mode supports the adjoint and backprojection; Kirchhoff migration needs --mode exact");
   require(p.fast_available, "the fast adjoint mode needs uniformly spaced frequencies; use the exact mode");
+  p.claim_scratch(stream, "the fast imaging mode");
   const int M = p.fast.profile_length;
   auto* profiles = const_cast<float2*>(p.profiles.data());
   NFMIMO_CUDA_CHECK(cudaMemsetAsync(profiles, 0, std::size_t(batch) * TR * M * sizeof(float2), stream));

@@ -33,6 +33,10 @@ class GpuImagingPlan {
   int max_batch() const;
 
   // Device memory: x [batch, V], y [batch, K, T, R] (cfloat has float2's layout). batch <= max_batch.
+  // forward and fast-mode image write the plan's scratch, which serves one stream at a time: a call on
+  // another stream while the previous one still has work queued on this plan throws Error (one plan per
+  // stream, or synchronise before switching). These methods are const in the operator's sense, not
+  // thread-safe.
   void forward(const cfloat* d_x, cfloat* d_y, int batch, GpuStream stream) const;
   void image(Method method, ImagingMode mode, const cfloat* d_y, cfloat* d_x, int batch,
              GpuStream stream) const;

@@ -9,6 +9,10 @@ void normalise_by_sample_max(const cfloat*, float*, int, std::size_t, NormaliseM
   throw InputError("the GPU normalisation needs CUDA: " + cuda_unavailable_reason());
 }
 
+void frame_max_scales_device(const cfloat*, int, std::size_t, float*, CUstream_st*) {
+  throw InputError("the GPU normalisation needs CUDA: " + cuda_unavailable_reason());
+}
+
 void complex_magnitude(const cfloat*, float*, std::size_t, CUstream_st*) {
   throw InputError("the GPU magnitude kernel needs CUDA: " + cuda_unavailable_reason());
 }

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "kernels/normalise.hpp"
 #include "models/architectures.hpp"
 #include "models/complex_dense.hpp"
 #include "models/cpu_network.hpp"
@@ -66,12 +67,7 @@ const cfloat* dense_bias(const Parameters& p) {
 }
 
 void measurement_scales(const cfloat* adjoint, int frames, std::size_t V, float* scales) {
-  for (int f = 0; f < frames; ++f) {
-    const cfloat* a = adjoint + std::size_t(f) * V;
-    double peak = 0;
-    for (std::size_t v = 0; v < V; ++v) peak = std::max(peak, double(std::abs(a[v])));
-    scales[f] = peak > 0 ? float(1.0 / peak) : 1.0f;
-  }
+  frame_max_scales(adjoint, frames, V, scales);
 }
 
 void scale_measurements(const cfloat* y, int frames, std::size_t M, const float* scales, cfloat* out) {

@@ -150,6 +150,9 @@ struct CpuNetwork::Impl {
   Mode mode;
   Parameters params;
   std::map<std::string, std::vector<float>> grads;
+  // Training mode's predict: an inference copy with buffers and batch-norm coefficients of its own, so that a
+  // predict between forward and backward cannot touch what backward reads.
+  InferenceMirror predict_copy;
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
 
@@ -934,7 +937,14 @@ CpuNetwork::~CpuNetwork() = default;
 
 const Network& CpuNetwork::network() const { return impl_->net; }
 Mode CpuNetwork::mode() const { return impl_->mode; }
-void CpuNetwork::forward(const float* input, float* output, int n) { impl_->forward(input, output, n); }
+void CpuNetwork::forward(const float* input, float* output, int n) {
+  impl_->forward(input, output, n);
+  impl_->predict_copy.mark_stale();  // training mode moved the running statistics
+}
+void CpuNetwork::predict(const float* input, float* output, int n) {
+  if (impl_->mode == Mode::Inference) return impl_->forward(input, output, n);
+  impl_->predict_copy.get(impl_->net, *this).forward(input, output, n);
+}
 void CpuNetwork::backward(const float* grad_output, float* grad_input) {
   impl_->backward(grad_output, grad_input);
 }
@@ -945,6 +955,7 @@ void CpuNetwork::set_parameters(const Parameters& parameters) {
   check_parameters(impl_->net, parameters, "CPU network");
   impl_->params = parameters;
   impl_->fold_parameters();
+  impl_->predict_copy.mark_stale();
 }
 
 std::string CpuNetwork::description() const {

@@ -36,6 +36,10 @@ class CpuNetwork {
 
   // output [n, ...] = network(input [n, ...]), logical layouts.
   void forward(const float* input, float* output, int n);
+  // Inference-mode output (training mode: running statistics, nothing updated). Training mode computes it in
+  // a separate inference copy, so a predict between forward and backward leaves that backward's gradients
+  // unchanged (the contract the GPU backend keeps too).
+  void predict(const float* input, float* output, int n);
   // Training mode only, after forward: fills gradients() from d(loss)/d(output); writes d(loss)/d(input) when
   // `grad_input` is not null.
   void backward(const float* grad_output, float* grad_input);

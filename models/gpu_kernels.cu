@@ -968,23 +968,6 @@ void adam_update(float* params, float* m, float* v, const float* grads, std::siz
 
 namespace {
 
-// One block per frame: a strided maximum of |a|, then a shared-memory tree (max is order-independent, so the
-// result is the same whatever the partition).
-__global__ void frame_scales_kernel(const float2* adjoint, std::size_t V, float* scales) {
-  __shared__ float peak[kThreads];
-  const float2* a = adjoint + std::size_t(blockIdx.x) * V;
-  float m = 0.0f;
-  for (std::size_t v = threadIdx.x; v < V; v += blockDim.x) m = fmaxf(m, hypotf(a[v].x, a[v].y));
-  peak[threadIdx.x] = m;
-  __syncthreads();
-  for (int half = blockDim.x / 2; half > 0; half /= 2) {
-    if (int(threadIdx.x) < half) peak[threadIdx.x] = fmaxf(peak[threadIdx.x], peak[threadIdx.x + half]);
-    __syncthreads();
-  }
-  // The CPU computes 1 / peak in double and rounds once; so does this.
-  if (threadIdx.x == 0) scales[blockIdx.x] = peak[0] > 0.0f ? float(1.0 / double(peak[0])) : 1.0f;
-}
-
 __global__ void scale_frames_kernel(const float2* y, const float* scales, std::size_t M, std::size_t count,
                                     float2* out) {
   for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < count;
@@ -1005,13 +988,6 @@ __global__ void add_bias_split_kernel(const float2* x, const float2* bias, std::
 }
 
 }  // namespace
-
-void frame_scales(const float* adjoint, int frames, std::size_t voxels, float* scales, Stream stream) {
-  if (frames <= 0) return;
-  frame_scales_kernel<<<frames, kThreads, 0, stream>>>(reinterpret_cast<const float2*>(adjoint), voxels,
-                                                       scales);
-  NFMIMO_CUDA_CHECK_LAUNCH();
-}
 
 void scale_frames(const float* y, const float* scales, int frames, std::size_t samples, float* out,
                   Stream stream) {

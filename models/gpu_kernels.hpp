@@ -165,8 +165,7 @@ void adam_update(float* params, float* m, float* v, const float* grads, std::siz
 // --------------------------------------- cfloat arrays are passed as float pairs ([Re, Im], the layout of
 // std::complex<float> and cuComplex).
 
-// scales[f] = 1 / max_v |adjoint[f, v]| (1 for an all-zero frame): adjoint [frames, V] complex.
-void frame_scales(const float* adjoint, int frames, std::size_t voxels, float* scales, Stream stream);
+// The scales s[f] come from frame_max_scales_device (kernels/gpu_normalise.hpp).
 // out[f, m] = y[f, m] * scales[f]: [frames, M] complex.
 void scale_frames(const float* y, const float* scales, int frames, std::size_t samples, float* out,
                   Stream stream);

@@ -17,17 +17,20 @@
 #include <cudnn.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <set>
 
 #include <fmt/format.h>
 
 #include "kernels/cuda_check.hpp"
 #include "kernels/device.hpp"
 #include "kernels/device_buffer.hpp"
+#include "models/algorithm_choice.hpp"
 #include "models/gpu_kernels.hpp"
 #include "models/gpu_network_internals.hpp"
 #include "radar/error.hpp"
@@ -149,22 +152,32 @@ std::map<std::string, AlgoChoice>& algo_cache() {
   static std::map<std::string, AlgoChoice> cache;
   return cache;
 }
-std::map<std::string, bool>& fused_cache() {
-  static std::map<std::string, bool> cache;
+// The fused conv+bias+ReLU decision per shape: whether, with which algorithm and workspace, and whether the
+// bias had to be float32.
+struct FusedChoice {
+  bool fused = false, bias_float = false;
+  int algo = -1;
+  std::size_t workspace = 0;
+};
+std::map<std::string, FusedChoice>& fused_cache() {
+  static std::map<std::string, FusedChoice> cache;
   return cache;
 }
+std::atomic<ConvFusion>& fusion_policy() {
+  static std::atomic<ConvFusion> policy{ConvFusion::Measure};
+  return policy;
+}
 
-// The fastest measured algorithm that runs in the requested precision: fp32 accepts FMA kernels only (cuDNN's
-// DEFAULT math may pick TF32 tensor cores on Ampere and later, which is not fp32).
+// The fastest measured algorithm allowed in the requested precision (models/algorithm_choice.hpp: fp32 takes
+// FMA math only, or fails with the reason).
 template <class Perf>
 AlgoChoice pick(const Perf* perf, int count, Precision precision, const std::string& what) {
-  for (int pass = 0; pass < 2; ++pass)
-    for (int i = 0; i < count; ++i) {
-      if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
-      if (pass == 0 && precision == Precision::Fp32 && perf[i].mathType != CUDNN_FMA_MATH) continue;
-      return {int(perf[i].algo), perf[i].mathType, perf[i].memory, perf[i].time};
-    }
-  throw Error(fmt::format("cuDNN offers no algorithm for {}", what));
+  std::vector<AlgorithmCandidate> candidates;
+  for (int i = 0; i < count; ++i)
+    candidates.push_back({int(perf[i].algo), perf[i].status == CUDNN_STATUS_SUCCESS,
+                          perf[i].mathType == CUDNN_FMA_MATH, perf[i].memory, perf[i].time});
+  const std::size_t i = choose_algorithm(candidates, precision, what);
+  return {int(perf[i].algo), perf[i].mathType, perf[i].memory, perf[i].time};
 }
 
 // ---- parameters in the internal layouts ---------------------------------------------------------
@@ -266,6 +279,8 @@ struct ConvSite {
   AlgoChoice fwd, data, filter;
   bool fused = false;
   cudnnTensorDescriptor_t fused_bias = nullptr;
+  int fused_algo = -1;  // the fused call's own algorithm and workspace (it may refuse the plain one's)
+  std::size_t fused_workspace = 0;
   // Asymmetric 'same' padding (even kernels): cuDNN pads symmetrically, so the input is copied into a padded
   // buffer first (and the input gradient comes back through it).
   bool padded = false;
@@ -280,6 +295,10 @@ struct BatchNormState {
 
 struct Plan {
   int n = 0;
+  // Training mode: a plan of its own for predict (inference-mode outputs), so that validation between a
+  // forward and its backward touches none of the activations, batch-norm coefficients or padding buffers that
+  // backward reads.
+  bool predict_only = false;
   std::vector<Shape> shapes;
   std::vector<int> store;  // per value: buffer index of its activation, -1 when not materialised
   std::vector<int> grad;   // per value: buffer index of its gradient (training), -1 when none
@@ -290,7 +309,7 @@ struct Plan {
   DeviceBuffer<float> scratch;
   std::size_t bytes = 0;
   // Execution.
-  std::vector<std::function<void(cudaStream_t)>> forward, predict, backward;
+  std::vector<std::function<void(cudaStream_t)>> forward, backward;
   const float* input = nullptr;
   float* output = nullptr;
   const float* grad_output = nullptr;
@@ -318,8 +337,13 @@ struct GpuNetwork::Impl {
   DeviceBuffer<float> master, grads, running;
   DeviceBuffer<std::byte> compute, compute_grads;
   GpuNetworkInternals internals;
-  std::map<int, std::unique_ptr<Plan>> plans;
-  Plan* last = nullptr;
+  // Plans by batch size: `plans` for forward (and backward), `predict_plans` for predict in training mode.
+  // Sizes planned through plan() / plan_predict() are pinned; at most kUnpinnedPlans others are kept.
+  static constexpr std::size_t kUnpinnedPlans = 2;
+  std::map<int, std::unique_ptr<Plan>> plans, predict_plans;
+  std::set<int> pinned, pinned_predict;
+  Plan* last = nullptr;     // the plan last used (never evicted)
+  Plan* trained = nullptr;  // training mode: the plan of the last forward, which backward reads
   std::unique_ptr<CudaStream> host_stream;  // host-memory calls
   DeviceBuffer<float> host_in, host_out;
   std::string gpu_name;
@@ -650,20 +674,33 @@ struct GpuNetwork::Impl {
   }
 
   // ---- plans ------------------------------------------------------------------------------------
-  Plan& plan_for(int n) {
+  // Training mode with `predict`: the separate predict plan of batch n. Planning a size that is not pinned
+  // may evict another unpinned plan (never the last used one nor the one backward needs).
+  Plan& plan_for(int n, bool predict = false) {
     require(n > 0, "GPU network: the batch must be positive");
-    auto it = plans.find(n);
-    if (it == plans.end()) {
-      if (plans.size() >= 2)
-        for (auto e = plans.begin(); e != plans.end(); ++e)
-          if (e->second.get() != last) {
-            plans.erase(e);
+    const bool separate = predict && mode == Mode::Training;
+    auto& map = separate ? predict_plans : plans;
+    const auto& pins = separate ? pinned_predict : pinned;
+    auto it = map.find(n);
+    if (it == map.end()) {
+      std::size_t unpinned = 0;
+      for (const auto& [size, p] : map) unpinned += !pins.count(size);
+      if (unpinned >= kUnpinnedPlans)
+        for (auto e = map.begin(); e != map.end(); ++e)
+          if (!pins.count(e->first) && e->second.get() != last && e->second.get() != trained) {
+            map.erase(e);
             break;
           }
-      it = plans.emplace(n, build_plan(n)).first;
+      it = map.emplace(n, build_plan(n, separate)).first;
     }
     last = it->second.get();
     return *last;
+  }
+
+  void pin(int n, bool predict) {
+    require(n > 0, "GPU network: the batch must be positive");
+    (predict && mode == Mode::Training ? pinned_predict : pinned).insert(n);
+    plan_for(n, predict);
   }
 
   std::size_t value_bytes(const Plan& plan, int v) const {
@@ -711,12 +748,13 @@ struct GpuNetwork::Impl {
         if (last_use[std::size_t(e.result)] < 0) free_list.push_back(plan.store[std::size_t(e.result)]);
       }
     } else {
+      const bool grads = !plan.predict_only;
       plan.store[0] = new_buffer(value_bytes(plan, 0));
-      plan.grad[0] = new_buffer(value_bytes(plan, 0));
+      if (grads) plan.grad[0] = new_buffer(value_bytes(plan, 0));
       for (const Exec& e : execs) {
         plan.store[std::size_t(e.result)] = new_buffer(value_bytes(plan, e.result));
-        plan.grad[std::size_t(e.result)] = new_buffer(value_bytes(plan, e.result));
-        if (e.pre >= 0) plan.grad[std::size_t(e.pre)] = new_buffer(value_bytes(plan, e.pre));
+        if (grads) plan.grad[std::size_t(e.result)] = new_buffer(value_bytes(plan, e.result));
+        if (grads && e.pre >= 0) plan.grad[std::size_t(e.pre)] = new_buffer(value_bytes(plan, e.pre));
       }
     }
     plan.buffers.resize(sizes.size());
@@ -726,10 +764,11 @@ struct GpuNetwork::Impl {
     }
   }
 
-  std::unique_ptr<Plan> build_plan(int n) {
+  std::unique_ptr<Plan> build_plan(int n, bool predict_only) {
     const auto& ops = net.ops();
     auto plan = std::make_unique<Plan>();
     plan->n = n;
+    plan->predict_only = predict_only;
     for (std::size_t i = 0; i < ops.size(); ++i) plan->shapes.push_back(net.shape(int(i), n));
     assign_buffers(*plan);
     cudaStream_t s = host_stream->get();
@@ -770,7 +809,8 @@ struct GpuNetwork::Impl {
       if (e.kind != ExecKind::Conv && e.kind != ExecKind::ConvTranspose) continue;
       plan->convs[k] = plan_conv(*plan, int(k), search_workspace.data(), search_bytes);
       const ConvSite& c = *plan->convs[k];
-      workspace = std::max({workspace, c.fwd.workspace, c.data.workspace, c.filter.workspace});
+      workspace =
+          std::max({workspace, c.fwd.workspace, c.data.workspace, c.filter.workspace, c.fused_workspace});
       if (c.padded) plan->bytes += c.pad_value.bytes() + c.pad_grad.bytes();
     }
     search_workspace.release();
@@ -788,10 +828,7 @@ struct GpuNetwork::Impl {
     in.zero(s);
     out.zero(s);
     run(*plan, plan->forward, in.data(), out.data(), s);
-    if (mode == Mode::Training) {
-      run_backward(*plan, out.data(), nullptr, s);
-      run(*plan, plan->predict, in.data(), out.data(), s);
-    }
+    if (mode == Mode::Training && !predict_only) run_backward(*plan, out.data(), nullptr, s);
     NFMIMO_CUDA_CHECK(cudaMemcpyAsync(running.data(), saved.data(), running_count * sizeof(float),
                                       cudaMemcpyDeviceToDevice, s));
     host_stream->synchronize();
@@ -820,7 +857,7 @@ struct GpuNetwork::Impl {
         c->x_shape.z += op.pad_lo[2] + op.pad_hi[2];
         const std::size_t bytes = align_up(c->x_shape.elements() * gpu::dtype_size(dtype), 256);
         c->pad_value.allocate(bytes);
-        if (mode == Mode::Training) c->pad_grad.allocate(bytes);
+        if (mode == Mode::Training && !plan.predict_only) c->pad_grad.allocate(bytes);
       } else {
         pad = op.pad_lo;
       }
@@ -879,7 +916,9 @@ struct GpuNetwork::Impl {
       return pick(perf, got, precision, "the backward-filter convolution " + what);
     };
     // A convolution runs forward; a transposed convolution runs backward-data forward and forward backward.
-    const bool training = mode == Mode::Training;
+    // A predict plan searches forward algorithms only: the backward-filter search writes the shared weight
+    // gradients, which a backward still to come reads.
+    const bool training = mode == Mode::Training && !plan.predict_only;
     if (!c->transposed || training) c->fwd = cached("fwd|", find_fwd);
     if (c->transposed || training) c->data = cached("data|", find_data);
     if (training) c->filter = cached("filter|", find_filter);
@@ -890,85 +929,104 @@ struct GpuNetwork::Impl {
 
     set_bias(c->bias_float, CUDNN_DATA_FLOAT, K);
     set_bias(c->bias_compute, cudnn_type(dtype), K);
-    if (!training && !c->transposed && e.act == Act::ReLU && !c->padded) decide_fusion(plan, *c, x, y, key);
+    if (mode == Mode::Inference && !c->transposed && e.act == Act::ReLU && !c->padded)
+      decide_fusion(plan, *c, x, y, key);
     return c;
   }
 
   // Conv + bias + ReLU: cuDNN's fused call against the plain convolution followed by our epilogue kernel,
-  // timed on the plan's buffers (the fused call may also be unsupported for a shape or data type: then the
-  // plain path).
-  void decide_fusion(Plan& plan, ConvSite& c, void* x, void* y, const std::string& key) {
+  // timed on the plan's buffers. The fused call gets its own algorithm and workspace: first the plain one's
+  // algorithm, then IMPLICIT_PRECOMP_GEMM (the one cuDNN documents for a fused ReLU), each with the workspace
+  // cuDNN asks for. It may also be unsupported for a shape or data type: then the plain path, unless
+  // set_conv_fusion(Always) demands it, which then fails with the reason.
+  void decide_fusion(Plan& plan, ConvSite& c, void* x, void* y, const std::string& shape_key) {
+    (void)plan;
     const Exec& e = execs[std::size_t(c.exec)];
     const Op& op = net.ops()[std::size_t(e.op)];
+    const ConvFusion policy = fusion_policy().load();
+    const std::string key = fmt::format("{}|{}", int(policy), shape_key);
     NFMIMO_CUDNN_CHECK(
         cudnnSetActivationDescriptor(c.relu_desc.get(), CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0));
+    const auto apply = [&](const FusedChoice& f) {
+      c.fused = f.fused, c.fused_algo = f.algo, c.fused_workspace = f.fused ? f.workspace : 0;
+      c.fused_bias = f.bias_float ? c.bias_float.get() : c.bias_compute.get();
+    };
+    if (policy == ConvFusion::Never) return apply({});
     {
       std::lock_guard<std::mutex> lock(cache_mutex());
-      if (auto it = fused_cache().find(key); it != fused_cache().end()) {
-        c.fused = it->second;
-        // The bias type that worked is recorded with the decision.
-        c.fused_bias = fused_cache().count("float|" + key) ? c.bias_float.get() : c.bias_compute.get();
-        return;
-      }
+      if (auto it = fused_cache().find(key); it != fused_cache().end()) return apply(it->second);
     }
     cudaStream_t s = host_stream->get();
-    DeviceBuffer<std::byte> ws(std::max<std::size_t>(c.fwd.workspace, 256));
+    cudnnHandle_t h = handle.get();
     const void* w = compute_at(op.name + ".weight");
     const float one = 1.f, zero = 0.f;
-    const auto algo = cudnnConvolutionFwdAlgo_t(c.fwd.algo);
     const std::size_t rows = c.y_shape.n * c.y_shape.spatial();
     const float* bias_f = master_at(op.name + ".bias");
     const void* bias_t = compute_at(op.name + ".bias");
-    const auto plain = [&] {
-      NFMIMO_CUDNN_CHECK(cudnnConvolutionForward(handle.get(), &one, c.xd.get(), x, c.wd.get(), w,
-                                                 c.fwd_desc.get(), algo, ws.data(), ws.bytes(), &zero,
-                                                 c.yd.get(), y));
-      gpu::bias_activation(dtype, y, bias_f, rows, c.y_shape.c, Act::ReLU, s);
+    const auto fused = [&](cudnnConvolutionFwdAlgo_t algo, DeviceBuffer<std::byte>& ws, bool float_bias) {
+      return cudnnConvolutionBiasActivationForward(
+          h, &one, c.xd.get(), x, c.wd.get(), w, c.fwd_desc.get(), algo, ws.data(), ws.bytes(), &zero,
+          c.yd.get(), y, float_bias ? c.bias_float.get() : c.bias_compute.get(),
+          float_bias ? static_cast<const void*>(bias_f) : bias_t, c.relu_desc.get(), c.yd.get(), y);
     };
-    const auto fused = [&](cudnnTensorDescriptor_t bd, const void* b) {
-      return cudnnConvolutionBiasActivationForward(handle.get(), &one, c.xd.get(), x, c.wd.get(), w,
-                                                   c.fwd_desc.get(), algo, ws.data(), ws.bytes(), &zero,
-                                                   c.yd.get(), y, bd, b, c.relu_desc.get(), c.yd.get(), y);
-    };
-    const auto time = [&](const std::function<void()>& f) {
-      CudaEvent t0, t1;
-      f();
-      t0.record(s);
-      for (int r = 0; r < 3; ++r) f();
-      t1.record(s);
-      return t1.since(t0);
-    };
-    bool bias_float = false;
-    cudnnStatus_t status = fused(c.bias_compute.get(), bias_t);
-    if (status != CUDNN_STATUS_SUCCESS && dtype != DType::F32) {
-      status = fused(c.bias_float.get(), bias_f);
-      bias_float = status == CUDNN_STATUS_SUCCESS;
+    FusedChoice choice;
+    DeviceBuffer<std::byte> fused_ws;
+    cudnnStatus_t status = CUDNN_STATUS_NOT_SUPPORTED;
+    const cudnnConvolutionFwdAlgo_t algos[2] = {cudnnConvolutionFwdAlgo_t(c.fwd.algo),
+                                                CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM};
+    for (int a = 0; a < 2 && !choice.fused; ++a) {
+      const cudnnConvolutionFwdAlgo_t algo = algos[a];
+      if (a == 1 && algo == algos[0]) break;
+      std::size_t bytes = 0;
+      if (cudnnGetConvolutionForwardWorkspaceSize(h, c.xd.get(), c.wd.get(), c.fwd_desc.get(), c.yd.get(),
+                                                  algo, &bytes) != CUDNN_STATUS_SUCCESS)
+        continue;
+      fused_ws = DeviceBuffer<std::byte>(std::max<std::size_t>(bytes, 256));
+      for (const bool float_bias : {false, true}) {
+        if (float_bias && dtype == DType::F32) break;
+        status = fused(algo, fused_ws, float_bias);
+        if (status == CUDNN_STATUS_SUCCESS) {
+          choice = {true, float_bias, int(algo), bytes};
+          break;
+        }
+      }
     }
     cudaGetLastError();  // a refused fused call leaves no launch error behind
-    bool use_fused = false;
-    if (status == CUDNN_STATUS_SUCCESS) {
-      const float t_plain = time(plain);
-      const float t_fused = time([&] {
-        NFMIMO_CUDNN_CHECK(fused(bias_float ? c.bias_float.get() : c.bias_compute.get(),
-                                 bias_float ? static_cast<const void*>(bias_f) : bias_t));
+    if (!choice.fused && policy == ConvFusion::Always)
+      throw Error(fmt::format("cuDNN refuses the fused convolution + bias + ReLU for '{}' ({} -> {}, {}): {}",
+                              op.name, to_string(c.x_shape), to_string(c.y_shape), to_string(precision),
+                              cudnnGetErrorString(status)));
+    if (choice.fused && policy == ConvFusion::Measure) {
+      DeviceBuffer<std::byte> plain_ws(std::max<std::size_t>(c.fwd.workspace, 256));
+      const auto time = [&](const std::function<void()>& f) {
+        CudaEvent t0, t1;
+        f();
+        t0.record(s);
+        for (int r = 0; r < 3; ++r) f();
+        t1.record(s);
+        return t1.since(t0);
+      };
+      const float t_plain = time([&] {
+        NFMIMO_CUDNN_CHECK(cudnnConvolutionForward(h, &one, c.xd.get(), x, c.wd.get(), w, c.fwd_desc.get(),
+                                                   cudnnConvolutionFwdAlgo_t(c.fwd.algo), plain_ws.data(),
+                                                   plain_ws.bytes(), &zero, c.yd.get(), y));
+        gpu::bias_activation(dtype, y, bias_f, rows, c.y_shape.c, Act::ReLU, s);
       });
-      use_fused = t_fused < t_plain;
+      const float t_fused = time([&] {
+        NFMIMO_CUDNN_CHECK(fused(cudnnConvolutionFwdAlgo_t(choice.algo), fused_ws, choice.bias_float));
+      });
+      choice.fused = t_fused < t_plain;
     }
-    c.fused = use_fused;
-    c.fused_bias = bias_float ? c.bias_float.get() : c.bias_compute.get();
+    apply(choice);
     std::lock_guard<std::mutex> lock(cache_mutex());
-    fused_cache()[key] = use_fused;
-    if (bias_float) fused_cache()["float|" + key] = true;
+    fused_cache()[key] = choice;
   }
 
   // ---- compiling the plan into closures ---------------------------------------------------------
   void compile(Plan& plan) {
-    plan.forward.clear(), plan.predict.clear(), plan.backward.clear();
-    emit_forward(plan, plan.forward, mode == Mode::Training);
-    if (mode == Mode::Training) {
-      emit_forward(plan, plan.predict, false);
-      emit_backward(plan);
-    }
+    plan.forward.clear(), plan.backward.clear();
+    emit_forward(plan, plan.forward, mode == Mode::Training && !plan.predict_only);
+    if (mode == Mode::Training && !plan.predict_only) emit_backward(plan);
   }
 
   void emit_forward(Plan& plan, std::vector<std::function<void(cudaStream_t)>>& steps,
@@ -1018,7 +1076,7 @@ struct GpuNetwork::Impl {
           if (c->fused) {
             NFMIMO_CUDNN_CHECK(cudnnConvolutionBiasActivationForward(
                 h, &one, c->xd.get(), xin, c->wd.get(), w, c->fwd_desc.get(),
-                cudnnConvolutionFwdAlgo_t(c->fwd.algo), ws, ws_bytes, &zero, c->yd.get(), y, c->fused_bias,
+                cudnnConvolutionFwdAlgo_t(c->fused_algo), ws, ws_bytes, &zero, c->yd.get(), y, c->fused_bias,
                 fused_bias, c->relu_desc.get(), c->yd.get(), y));
           } else {
             NFMIMO_CUDNN_CHECK(cudnnConvolutionForward(
@@ -1351,14 +1409,15 @@ struct GpuNetwork::Impl {
   }
 
   void forward_device(const float* in, float* out, int n, cudaStream_t s, bool predict) {
-    Plan& plan = plan_for(n);
-    run(plan, predict && mode == Mode::Training ? plan.predict : plan.forward, in, out, s);
+    Plan& plan = plan_for(n, predict);
+    if (mode == Mode::Training && !plan.predict_only) trained = &plan;
+    run(plan, plan.forward, in, out, s);
   }
 
   void backward_device(const float* grad_output, float* grad_input, cudaStream_t s) {
     require(mode == Mode::Training, "GPU network: backward needs a network built in training mode");
-    require(last != nullptr, "GPU network: backward called before forward");
-    run_backward(*last, grad_output, grad_input, s);
+    require(trained != nullptr, "GPU network: backward called before forward");
+    run_backward(*trained, grad_output, grad_input, s);
   }
 
   void host_call(const float* input, float* output, int n, bool predict) {
@@ -1366,7 +1425,7 @@ struct GpuNetwork::Impl {
     host_in.reserve(in_count);
     host_out.reserve(out_count);
     cudaStream_t s = host_stream->get();
-    plan_for(n);
+    plan_for(n, predict);
     host_in.upload(input, in_count, s);
     forward_device(host_in.data(), host_out.data(), n, s, predict);
     host_out.download(output, out_count, s);
@@ -1384,7 +1443,8 @@ GpuNetwork::~GpuNetwork() = default;
 const Network& GpuNetwork::network() const { return impl_->net; }
 Mode GpuNetwork::mode() const { return impl_->mode; }
 Precision GpuNetwork::precision() const { return impl_->precision; }
-void GpuNetwork::plan(int n) { impl_->plan_for(n); }
+void GpuNetwork::plan(int n) { impl_->pin(n, false); }
+void GpuNetwork::plan_predict(int n) { impl_->pin(n, true); }
 
 void GpuNetwork::forward_device(const float* d_input, float* d_output, int n, CUstream_st* stream) {
   impl_->forward_device(d_input, d_output, n, stream, false);
@@ -1405,8 +1465,8 @@ void GpuNetwork::predict(const float* input, float* output, int n) {
 
 void GpuNetwork::backward(const float* grad_output, float* grad_input) {
   Impl& m = *impl_;
-  require(m.last != nullptr, "GPU network: backward called before forward");
-  const int n = m.last->n;
+  require(m.trained != nullptr, "GPU network: backward called before forward");
+  const int n = m.trained->n;
   const std::size_t out_count = m.net.output_shape(n).elements(), in_count = m.net.input_shape(n).elements();
   cudaStream_t s = m.host_stream->get();
   DeviceBuffer<float> dy(out_count), dx(grad_input ? in_count : 0);
@@ -1438,9 +1498,20 @@ std::size_t GpuNetwork::device_bytes() const {
   std::size_t b =
       m.master.bytes() + m.grads.bytes() + m.running.bytes() + m.compute.bytes() + m.compute_grads.bytes();
   for (const auto& [n, plan] : m.plans) b += plan->bytes;
+  for (const auto& [n, plan] : m.predict_plans) b += plan->bytes;
   return b;
 }
 
 GpuNetworkInternals& GpuNetwork::internals() { return impl_->internals; }
+
+int GpuNetwork::fused_convolutions(int n) const {
+  const auto it = impl_->plans.find(n);
+  require(it != impl_->plans.end(), fmt::format("GPU network: batch {} is not planned", n));
+  int fused = 0;
+  for (const auto& c : it->second->convs) fused += c && c->fused;
+  return fused;
+}
+
+void set_conv_fusion(ConvFusion policy) { fusion_policy().store(policy); }
 
 }  // namespace nfmimo::nn

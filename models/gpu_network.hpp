@@ -14,11 +14,12 @@
 // sigmoid and other epilogues are one small kernel. Training mode keeps every activation for backward, uses
 // batch statistics (updating the running ones) and fuses batch norm with a following ReLU into one pass.
 //
-// Plans: one per batch size (at most two kept), built on first use or by plan(n): cuDNN algorithms chosen by
-// measurement (cudnnFind*Ex, cached per shape and precision for the process), one workspace, every activation
-// buffer (inference reuses dead ones). Executing a plan allocates nothing and never synchronises with the
-// host, so a whole forward pass can be captured in a CUDA graph. Simple layers (pooling, concat, crop, pad,
-// add, activations, batch norm in training, dense) are the kernels of models/gpu_kernels.cu.
+// Plans: one per batch size (those of plan(n) pinned, at most two others kept), built on first use or by
+// plan(n): cuDNN algorithms chosen by measurement (cudnnFind*Ex, cached per shape and precision for the
+// process), one workspace, every activation buffer (inference reuses dead ones). Executing a plan allocates
+// nothing and never synchronises with the host, so a whole forward pass can be captured in a CUDA graph.
+// Simple layers (pooling, concat, crop, pad, add, activations, batch norm in training, dense) are the kernels
+// of models/gpu_kernels.cu.
 //
 // This header compiles without nvcc and without CUDA headers.
 #pragma once
@@ -51,15 +52,21 @@ class GpuNetwork {
   Mode mode() const;
   Precision precision() const;
 
-  // Builds the plan for batch n now (allocations, algorithm measurements, a warm-up run); forward does it on
-  // the first use of n otherwise. Planning synchronises the device.
+  // Builds the plan for batch n now (allocations, algorithm measurements, a warm-up run) and keeps it for the
+  // network's lifetime; forward does it on the first use of n otherwise, keeping at most two such plans.
+  // Planning synchronises the device: plan every size a loop will use (a trainer's batch and tail) before it.
   void plan(int n);
+  // Training mode: the same for predict's separate plan of batch n (validation batch and tail); inference
+  // mode: plan(n).
+  void plan_predict(int n);
 
   // Device memory, logical float32 layouts, ordered on `stream`. No allocation and no host synchronisation
   // once the batch size is planned. Training mode: batch statistics (running statistics updated) and
   // activations kept for backward_device.
   void forward_device(const float* d_input, float* d_output, int n, CUstream_st* stream);
-  // Inference-mode output of any network (training mode: running statistics, nothing updated).
+  // Inference-mode output of any network (training mode: running statistics, nothing updated). Training mode
+  // runs it in plans of its own, so a predict between forward_device and backward_device leaves the
+  // gradients of that backward unchanged.
   void predict_device(const float* d_input, float* d_output, int n, CUstream_st* stream);
   // Training mode, after forward_device: back-propagates d(loss)/d(output) (device, logical layout, already
   // multiplied by any loss scale) into the gradient buffers; writes d(loss)/d(input) when d_grad_input is not
@@ -84,6 +91,10 @@ class GpuNetwork {
   // Device memory held by parameters and plans, in bytes.
   std::size_t device_bytes() const;
 
+  // Convolutions of batch n's plan that run as cuDNN's fused conv+bias+ReLU call (inference mode; 0 in
+  // training mode). InputError when n is not planned.
+  int fused_convolutions(int n) const;
+
   // For the training backend (models/gpu_training.cpp).
   GpuNetworkInternals& internals();
 
@@ -91,6 +102,12 @@ class GpuNetwork {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// How inference plans built from now on treat conv + bias + ReLU (process-wide; tests and diagnosis): Measure
+// (the default) times cuDNN's fused call against the plain convolution and our epilogue and keeps the faster;
+// Always uses the fused call and fails with cuDNN's reason where it is refused; Never keeps the plain path.
+enum class ConvFusion { Measure, Always, Never };
+void set_conv_fusion(ConvFusion policy);
 
 // The precision a learned method uses on the GPU when none is asked for: the fastest one whose PSNR stays
 // within 0.1 dB of fp32 on a test set (docs/networks.md, "Precision"). Inference precisions: fp32, tf32,

@@ -21,6 +21,7 @@ const Network& GpuNetwork::network() const { unavailable("the GPU network"); }
 Mode GpuNetwork::mode() const { unavailable("the GPU network"); }
 Precision GpuNetwork::precision() const { unavailable("the GPU network"); }
 void GpuNetwork::plan(int) { unavailable("the GPU network"); }
+void GpuNetwork::plan_predict(int) { unavailable("the GPU network"); }
 void GpuNetwork::forward_device(const float*, float*, int, CUstream_st*) { unavailable("the GPU network"); }
 void GpuNetwork::predict_device(const float*, float*, int, CUstream_st*) { unavailable("the GPU network"); }
 void GpuNetwork::backward_device(const float*, float*, CUstream_st*) { unavailable("the GPU network"); }
@@ -33,6 +34,8 @@ std::map<std::string, std::vector<float>> GpuNetwork::gradients() const { unavai
 std::string GpuNetwork::description() const { unavailable("the GPU network"); }
 std::size_t GpuNetwork::device_bytes() const { unavailable("the GPU network"); }
 GpuNetworkInternals& GpuNetwork::internals() { unavailable("the GPU network"); }
+int GpuNetwork::fused_convolutions(int) const { unavailable("the GPU network"); }
+void set_conv_fusion(ConvFusion) {}
 
 struct GpuTrainingBackend::Impl {};
 GpuTrainingBackend::GpuTrainingBackend(const Network&, const Parameters&, Precision) {
@@ -45,6 +48,9 @@ StepResult GpuTrainingBackend::step(const float*, const float*, int, const Optim
   unavailable("GPU training");
 }
 void GpuTrainingBackend::predict(const float*, float*, int) { unavailable("GPU training"); }
+void GpuTrainingBackend::plan_sizes(const std::vector<int>&, const std::vector<int>&) {
+  unavailable("GPU training");
+}
 StepResult GpuTrainingBackend::step_device(const float*, const float*, int, const OptimizerSettings&,
                                            CUstream_st*) {
   unavailable("GPU training");

@@ -107,7 +107,7 @@ struct DenseStage {
   void run(const cfloat* d_measurements, const cfloat* d_adjoint, float* d_input, int frames,
            cudaStream_t s) {
     const int M = weights->M, V = weights->V;
-    gpu::frame_scales(reinterpret_cast<const float*>(d_adjoint), frames, std::size_t(V), scales.data(), s);
+    frame_max_scales_device(d_adjoint, frames, std::size_t(V), scales.data(), s);
     gpu::scale_frames(reinterpret_cast<const float*>(d_measurements), scales.data(), frames, std::size_t(M),
                       reinterpret_cast<float*>(scaled.data()), s);
     // Row-major X [frames][V] = Y [frames][M] W^T is, column-major, X (V x frames) = W^T (V x M) Y (M x

@@ -158,6 +158,18 @@ StepResult GpuTrainingBackend::step_device(const float* input, const float* targ
   return impl_->result();
 }
 
+void GpuTrainingBackend::plan_sizes(const std::vector<int>& step_sizes,
+                                    const std::vector<int>& predict_sizes) {
+  Impl& m = *impl_;
+  for (int n : step_sizes) {
+    const std::size_t count = m.net.network().output_shape(n).elements();
+    m.output.reserve(count);
+    m.grad_output.reserve(count);
+    m.net.plan(n);
+  }
+  for (int n : predict_sizes) m.net.plan_predict(n);
+}
+
 void GpuTrainingBackend::predict_device(const float* input, float* output, int n, CUstream_st* stream) {
   impl_->net.predict_device(input, output, n, stream);
 }

@@ -46,6 +46,9 @@ class GpuTrainingBackend final : public TrainingBackend {
   StepResult step_device(const float* input, const float* target, int n, const OptimizerSettings& settings,
                          CUstream_st* stream) override;
   void predict_device(const float* input, float* output, int n, CUstream_st* stream) override;
+  // Pins the plans of these sizes (GpuNetwork::plan / plan_predict) and sizes the step's buffers for the
+  // largest.
+  void plan_sizes(const std::vector<int>& step_sizes, const std::vector<int>& predict_sizes) override;
 
   // Lazy variant for a trainer that keeps the GPU busy: queue_step_device returns as soon as the step is
   // queued; last_result() waits for the last queued step and returns its result. The input and target must

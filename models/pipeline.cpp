@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "kernels/imager.hpp"
+#include "kernels/normalise.hpp"
 #include "models/complex_dense.hpp"
 #include "models/composite.hpp"
 #include "models/cpu_network.hpp"
@@ -95,21 +96,8 @@ std::string LearnedPipeline::device_description() const {
 
 void normalise_network_input(const cfloat* adjoint, int frames, std::size_t V, bool complex_input,
                              float* input) {
-  for (int f = 0; f < frames; ++f) {
-    const cfloat* a = adjoint + std::size_t(f) * V;
-    double peak = 0;
-    for (std::size_t v = 0; v < V; ++v) peak = std::max(peak, double(std::abs(a[v])));
-    const double scale = peak > 0 ? 1.0 / peak : 1.0;  // an all-zero frame stays zero
-    if (complex_input) {
-      float* re = input + std::size_t(f) * 2 * V;
-      float* im = re + V;
-      for (std::size_t v = 0; v < V; ++v)
-        re[v] = float(a[v].real() * scale), im[v] = float(a[v].imag() * scale);
-    } else {
-      float* m = input + std::size_t(f) * V;
-      for (std::size_t v = 0; v < V; ++v) m[v] = float(std::abs(a[v]) * scale);
-    }
-  }
+  normalise_by_frame_max(adjoint, frames, V,
+                         complex_input ? NormaliseMode::Complex : NormaliseMode::Magnitude, input);
 }
 
 void LearnedPipeline::cpu_network_input(const cfloat* measurements, int count, float* input, cfloat* adjoint,

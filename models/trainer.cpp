@@ -461,6 +461,9 @@ TrainingResult train(const TrainerSettings& s, BatchSource& source, const Valida
   std::unique_ptr<TrainingBackend> backend = make_backend(s, net, format, std::move(initial));
   if (optimizer.step > 0) backend->load_state(resume_parameters, optimizer);
   resume_parameters.clear();
+  // Every batch of a source is full (a file's remainder is dropped); validation has a tail. Planned now, the
+  // GPU backend builds no plan (cuDNN searches, a workspace, a host synchronisation) inside the loop.
+  backend->plan_sizes({source.batch_size()}, covering_batch_sizes(validation.count, s.validation_batch));
 
   TrainingResult result;
   result.device = backend->description();

@@ -81,11 +81,27 @@ class TrainingBackend {
                                  const OptimizerSettings& settings, CUstream_st* stream);
   virtual void predict_device(const float* input, float* output, int n, CUstream_st* stream);
 
+  // The batch sizes the caller will step and predict with (a trainer's batch and tail, its validation batch
+  // and tail), planned now so that no plan is built, measured or evicted inside the loops. The default does
+  // nothing (the CPU backends plan cheaply on first use).
+  virtual void plan_sizes(const std::vector<int>& step_sizes, const std::vector<int>& predict_sizes) {
+    (void)step_sizes, (void)predict_sizes;
+  }
+
   // Checkpointing: master parameters (with batch-norm running statistics) and the optimizer state.
   virtual Parameters parameters() const = 0;
   virtual OptimizerState optimizer_state() const = 0;
   virtual void load_state(const Parameters& parameters, const OptimizerState& state) = 0;
 };
+
+// The sizes of the batches that cover `count` samples `batch` at a time: the full batch and the tail.
+inline std::vector<int> covering_batch_sizes(int count, int batch) {
+  std::vector<int> sizes;
+  if (count <= 0 || batch <= 0) return sizes;
+  sizes.push_back(count < batch ? count : batch);
+  if (count > batch && count % batch) sizes.push_back(count % batch);
+  return sizes;
+}
 
 // The CPU backend (CpuNetwork in training mode, Adam on the host). Same seed, same data: same weights.
 std::unique_ptr<TrainingBackend> make_cpu_training_backend(const Network& network, const Parameters& initial);

@@ -23,14 +23,7 @@
 namespace nfmimo::nn {
 
 void normalised_target_magnitudes(const cfloat* targets, int count, std::size_t V, float* out) {
-  for (int s = 0; s < count; ++s) {
-    const cfloat* t = targets + std::size_t(s) * V;
-    float* o = out + std::size_t(s) * V;
-    double peak = 0;
-    for (std::size_t v = 0; v < V; ++v) peak = std::max(peak, double(std::abs(t[v])));
-    const double scale = peak > 0 ? 1.0 / peak : 1.0;
-    for (std::size_t v = 0; v < V; ++v) o[v] = float(std::abs(t[v]) * scale);
-  }
+  normalise_by_frame_max(targets, count, V, NormaliseMode::Magnitude, out);
 }
 
 // ---- the physics stage ----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -30,9 +31,29 @@ inline CliResult run_command(const std::string& command) {
   return r;
 }
 
-inline CliResult run_cli(const std::string& args) {
-  return run_command(std::string(NFMIMO_BINARY_PATH) + " " + args);
+// Where the `nfmimo` CLI is. The path CMake bakes in (NFMIMO_BINARY_PATH) is right only in the build tree
+// that made the test; on the GPU machine the binaries travel in a bundle (tools/scripts/device_bundle.sh) and
+// land elsewhere. In order: $NFMIMO_BINARY (the device script sets it), `nfmimo` beside the test binary (the
+// bundle's bin/), `nfmimo` one folder up (build/tests/test_x -> build/nfmimo), then the baked path.
+inline std::string resolve_cli_binary(const char* env, const std::filesystem::path& self,
+                                      const std::string& baked) {
+  if (env && *env) return env;
+  const auto dir = self.parent_path();
+  for (const auto& candidate : {dir / "nfmimo", dir.parent_path() / "nfmimo"}) {
+    std::error_code ec;
+    if (!dir.empty() && std::filesystem::is_regular_file(candidate, ec)) return candidate.string();
+  }
+  return baked;
 }
+
+inline std::string cli_binary() {
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return resolve_cli_binary(std::getenv("NFMIMO_BINARY"), ec ? std::filesystem::path() : self,
+                            NFMIMO_BINARY_PATH);
+}
+
+inline CliResult run_cli(const std::string& args) { return run_command(cli_binary() + " " + args); }
 
 inline std::string python() { return "/usr/bin/python3"; }
 

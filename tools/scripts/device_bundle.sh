@@ -4,9 +4,9 @@
 # cuBLAS or cuDNN, which it has; oneDNN's libdnnl and its libOpenCL, HDF5 and the rest do travel), packed into
 # .device/bundle.tar.xz so that the whole carry stays under the device tool's 64 MiB (libdnnl alone is ~38 MB
 # unpacked). Then call the device tool with carry [".device"] and the command
-#   tools/scripts/device_check.sh          (unpacks the bundle, runs the GPU tests and the benchmarks)
+#   PHASE=tests tools/scripts/device_check.sh    (unpacks the bundle, runs one phase: tests, bench, precision)
 #
-#   tools/scripts/device_bundle.sh [BUILD_DIR]
+#   [XZ_LEVEL=0..9] tools/scripts/device_bundle.sh [BUILD_DIR]      (XZ_LEVEL default 6; the dry run uses 0)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build}
@@ -29,6 +29,9 @@ done | sort -u | while read -r lib; do
   esac
 done
 strip --strip-unneeded .device/stage/bin/* .device/stage/lib/* 2>/dev/null || true
-tar -C .device/stage -cf - bin lib | xz -T2 -6 > .device/bundle.tar.xz
+tar -C .device/stage -cf - bin lib | xz -T2 "-${XZ_LEVEL:-6}" > .device/bundle.tar.xz
 rm -rf .device/stage
-du -sh .device/bundle.tar.xz
+bytes=$(stat -c %s .device/bundle.tar.xz)
+echo "bundle: .device/bundle.tar.xz, $((bytes / 1048576)) MiB"
+# The device tool carries 64 MiB in all, the working tree's tracked files included.
+[ "$bytes" -lt $((56 * 1048576)) ] || { echo "the bundle is over 56 MiB: the carry would not fit" >&2; exit 1; }
