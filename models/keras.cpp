@@ -458,7 +458,7 @@ std::optional<std::string> compare(const std::vector<KOp>& k, const Network& net
           break;
       }
     if (!same)
-      return fmt::format("layer '{}' ({}) is a {}; the {} network has '{}' there: a {}", a.layer, a.cls,
+      return fmt::format("layer '{}' ({}): {}; the {} network has '{}' there: {}", a.layer, a.cls,
                          describe(a), net.architecture(), b.name, describe(b, in_c));
     if (a.inputs != b.inputs) {
       std::vector<std::string> want;
