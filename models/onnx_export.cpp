@@ -8,10 +8,13 @@
 #include <cmath>
 #include <fstream>
 
+#include <climits>
+
 #include <onnx/checker.h>
 #include <onnx/onnx_pb.h>
 
 #include "data/atomic_file.hpp"
+#include "models/complex_dense.hpp"
 #endif
 
 namespace nfmimo::nn {
@@ -81,13 +84,80 @@ class GraphBuilder {
   onnx::GraphProto& g_;
 };
 
-void set_tensor_type(onnx::ValueInfoProto& v, const std::string& name, const Shape& s) {
+void set_tensor_type(onnx::ValueInfoProto& v, const std::string& name, const std::vector<int>& dims) {
   v.set_name(name);
   auto* t = v.mutable_type()->mutable_tensor_type();
   t->set_elem_type(onnx::TensorProto::FLOAT);
   auto* shape = t->mutable_shape();
   shape->add_dim()->set_dim_param("batch");
-  for (int d : {s.c, s.x, s.y, s.z}) shape->add_dim()->set_dim_value(d);
+  for (int d : dims) shape->add_dim()->set_dim_value(d);
+}
+void set_tensor_type(onnx::ValueInfoProto& v, const std::string& name, const Shape& s) {
+  set_tensor_type(v, name, std::vector<int>{s.c, s.x, s.y, s.z});
+}
+
+// The pipeline's first stage: measurements [batch, K, T, R, 2] -> the network input [batch, C, nx, ny, nz]
+// (|A^H y| / max, or [Re, Im] of A^H y / max|A^H y| for two channels). Returns the input's value name.
+std::string add_physics_stage(GraphBuilder& b, onnx::GraphProto& g, const Model& model, int channels) {
+  const RadarSystem& sys = model.system;
+  const ImagingGrid& grid = model.grid;
+  const int k = sys.frequencies(), t = sys.transmitters(), r = sys.receivers();
+  const std::int64_t m = std::int64_t(k) * t * r, v = std::int64_t(grid.voxels());
+  set_tensor_type(*g.add_input(), "measurements", std::vector<int>{k, t, r, 2});
+  const ComplexDense adjoint = ComplexDense::adjoint(sys, grid);  // W [V][M] = A^H, double rounded to float
+  std::vector<float> wr(std::size_t(m * v)), wi(std::size_t(m * v));
+  for (std::int64_t vi = 0; vi < v; ++vi)
+    for (std::int64_t mi = 0; mi < m; ++mi) {
+      const cfloat w = adjoint.weights()[std::size_t(vi * m + mi)];
+      wr[std::size_t(mi * v + vi)] = w.real();
+      wi[std::size_t(mi * v + vi)] = w.imag();
+    }
+  b.initializer("adjoint.real", {int(m), int(v)}, wr);
+  b.initializer("adjoint.imag", {int(m), int(v)}, wi);
+  b.initializer_i64("physics.frame_shape", {-1, m, 2});
+  b.node("Reshape", "physics.flatten", {"measurements", "physics.frame_shape"}, "physics.y");
+  auto& tr = b.node("Transpose", "physics.split_parts", {"physics.y"}, "physics.y_parts");  // [b, 2, M]
+  add_ints(tr, "perm", {0, 2, 1});
+  b.initializer_i64("physics.one_one", {1, 1});
+  auto& split = b.node("Split", "physics.split", {"physics.y_parts", "physics.one_one"}, "physics.yr");
+  split.add_output("physics.yi");
+  auto* axis = split.add_attribute();
+  axis->set_name("axis");
+  axis->set_type(onnx::AttributeProto::INT);
+  axis->set_i(1);
+  // (Wr + i Wi)(yr + i yi) = (Wr yr - Wi yi) + i (Wr yi + Wi yr), as [b, 1, M] x [M, V] products.
+  b.node("MatMul", "physics.rr", {"physics.yr", "adjoint.real"}, "physics.rr");
+  b.node("MatMul", "physics.ii", {"physics.yi", "adjoint.imag"}, "physics.ii");
+  b.node("MatMul", "physics.ri", {"physics.yi", "adjoint.real"}, "physics.ri");
+  b.node("MatMul", "physics.ir", {"physics.yr", "adjoint.imag"}, "physics.ir");
+  b.node("Sub", "physics.xr", {"physics.rr", "physics.ii"}, "physics.xr");
+  b.node("Add", "physics.xi", {"physics.ri", "physics.ir"}, "physics.xi");
+  b.node("Mul", "physics.xr2", {"physics.xr", "physics.xr"}, "physics.xr2");
+  b.node("Mul", "physics.xi2", {"physics.xi", "physics.xi"}, "physics.xi2");
+  b.node("Add", "physics.mag2", {"physics.xr2", "physics.xi2"}, "physics.mag2");
+  b.node("Sqrt", "physics.magnitude", {"physics.mag2"}, "physics.magnitude");
+  auto& mx = b.node("ReduceMax", "physics.max", {"physics.magnitude"}, "physics.max");  // [b, 1, 1]
+  add_ints(mx, "axes", {2});
+  // An all-zero frame is divided by 1 (it stays zero), as the pipelines do.
+  b.initializer("physics.zero", {}, {0.0f});
+  b.initializer("physics.one", {}, {1.0f});
+  b.node("Equal", "physics.is_zero", {"physics.max", "physics.zero"}, "physics.is_zero");
+  b.node("Where", "physics.divisor", {"physics.is_zero", "physics.one", "physics.max"}, "physics.divisor");
+  b.initializer_i64("physics.volume_shape", {-1, channels, grid.x().size, grid.y().size, grid.z().size});
+  if (channels == 1) {
+    b.node("Div", "physics.normalised", {"physics.magnitude", "physics.divisor"}, "physics.normalised");
+  } else {
+    b.node("Div", "physics.real", {"physics.xr", "physics.divisor"}, "physics.real");
+    b.node("Div", "physics.imag", {"physics.xi", "physics.divisor"}, "physics.imag");
+    auto& cat =
+        b.node("Concat", "physics.normalised", {"physics.real", "physics.imag"}, "physics.normalised");
+    auto* a = cat.add_attribute();
+    a->set_name("axis");
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(1);
+  }
+  b.node("Reshape", "physics.volume", {"physics.normalised", "physics.volume_shape"}, "physics.volume");
+  return "physics.volume";
 }
 
 }  // namespace
@@ -132,9 +202,13 @@ void export_onnx(const Model& model, const std::string& path, const OnnxExportOp
   onnx::GraphProto& g = *m.mutable_graph();
   g.set_name("nfmimo_" + model.architecture);
   GraphBuilder b(g);
-  set_tensor_type(*g.add_input(), "input", net.input_shape());
   std::vector<std::string> value(ops.size());
-  value[0] = "input";
+  if (options.pipeline) {
+    value[0] = add_physics_stage(b, g, model, net.input_shape().c);
+  } else {
+    set_tensor_type(*g.add_input(), "input", net.input_shape());
+    value[0] = "input";
+  }
   std::vector<bool> folded(ops.size(), false);  // batch norms folded into the convolution before them
   for (std::size_t i = 1; i < ops.size(); ++i) {
     const Op& op = ops[i];
@@ -246,6 +320,11 @@ void export_onnx(const Model& model, const std::string& path, const OnnxExportOp
   b.node("Identity", "output", {value[std::size_t(net.output())]}, "output");
   set_tensor_type(*g.add_output(), "output", net.output_shape());
 
+  if (m.ByteSizeLong() > std::size_t(INT_MAX))
+    throw InputError(
+        fmt::format("{}: the graph would be {:.1f} GB, over protobuf's 2 GB limit for one ONNX file "
+                    "(a smaller K or grid, or export the network alone)",
+                    path, double(m.ByteSizeLong()) / 1e9));
   try {
     onnx::checker::check_model(m);
   } catch (const std::exception& e) {

@@ -41,23 +41,31 @@ void run_import(const ImportOptions& o) {
 
 struct ExportOptions {
   std::string input, format, output, batch_norm = "fold";
-  bool force = false;
+  bool force = false, pipeline = false;
 };
 
 void run_export(const ExportOptions& o) {
   require_distinct_paths(o.input, o.output);
   const nn::Model model = nn::read_model(o.input);
+  require(!o.pipeline || o.format == "onnx", "--pipeline is an ONNX export (give --format onnx)");
   if (o.format == "keras") {
     if (o.batch_norm != "fold")
       std::fprintf(stderr,
                    "nfmimo: note: --batch-norm applies to ONNX; Keras files keep their batch norms\n");
     nn::export_keras(model, o.output, o.force);
   } else {
-    nn::export_onnx(model, o.output, {.fold_batch_norm = o.batch_norm == "fold", .overwrite = o.force});
+    nn::export_onnx(
+        model, o.output,
+        {.fold_batch_norm = o.batch_norm == "fold", .overwrite = o.force, .pipeline = o.pipeline});
   }
-  std::printf("wrote %s (%s, %s network, input [batch, %d, %d, %d, %d])\n", o.output.c_str(),
-              o.format.c_str(), model.architecture.c_str(), model.network().input_shape().c,
-              model.grid.x().size, model.grid.y().size, model.grid.z().size);
+  if (o.pipeline)
+    std::printf("wrote %s (onnx, %s pipeline, input measurements [batch, %d, %d, %d, 2])\n", o.output.c_str(),
+                model.architecture.c_str(), model.system.frequencies(), model.system.transmitters(),
+                model.system.receivers());
+  else
+    std::printf("wrote %s (%s, %s network, input [batch, %d, %d, %d, %d])\n", o.output.c_str(),
+                o.format.c_str(), model.architecture.c_str(), model.network().input_shape().c,
+                model.grid.x().size, model.grid.y().size, model.grid.z().size);
 }
 
 }  // namespace
@@ -96,6 +104,10 @@ void add_interop_commands(CLI::App& app) {
                 "them as BatchNormalization nodes")
       ->capture_default_str()
       ->check(CLI::IsMember({"fold", "keep"}));
+  e->add_flag("--pipeline", ex->pipeline,
+              "ONNX: the whole learned pipeline (measurements -> adjoint -> magnitude / per-sample maximum "
+              "-> network) "
+              "in one graph");
   e->add_flag("--force,-f", ex->force, "Replace an existing output file");
   e->callback([ex] { run_export(*ex); });
 }

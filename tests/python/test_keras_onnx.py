@@ -315,3 +315,56 @@ def test_refuses_a_model_for_another_grid(keras_models, folder):
     r = run("import", "keras", keras_models["unet3d"][1], "--arch", "unet3d", "--grid", "paper", "--out", out,
             expect=2)
     assert "17 x 18 x 25" in r.stderr and "25 x 25 x 49" in r.stderr and not os.path.exists(out)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The whole pipeline as one ONNX graph equals `nfmimo reconstruct`.
+
+def measurements(folder):
+    """Two frames of the model's system (paper, K = 3) on the test grid: two scenes of point targets."""
+    path = os.path.join(folder, "two_frames.h5")
+    if os.path.exists(path):
+        return path
+    frames = []
+    for i, points in enumerate(["0,0,0.5,1;0.05,-0.05,0.45,0.7", "-0.08,0.03,0.55,0.5;0.1,0.1,0.4,1"]):
+        one = os.path.join(folder, f"scene{i}.h5")
+        run("simulate", "--points", points, "--snr", "30", "--seed", str(i + 1), "--system", "paper", "--freqs", "3",
+            "--grid", GRID_OPTION, "--out", one, "--force")
+        with h5py.File(one) as f:
+            y = f["measurements"][()]
+            frames.append(y.reshape((-1,) + y.shape[-3:]))
+    with h5py.File(os.path.join(folder, "scene0.h5")) as src, h5py.File(path, "w") as dst:
+        for k, v in src.attrs.items():
+            dst.attrs[k] = v
+        src.copy("system", dst)
+        if "grid" in src:
+            src.copy("grid", dst)
+        dst["measurements"] = np.concatenate(frames).astype(np.complex64)
+    return path
+
+
+@pytest.mark.parametrize("arch,method", [("unet3d", "deep2s"), ("cv-unet3d", "cv-deep2s")])
+def test_onnx_pipeline_matches_reconstruct(arch, method, keras_models, folder):
+    weights = os.path.join(folder, f"imported_{arch}.h5")
+    if not os.path.exists(weights):
+        import_keras(keras_models[arch][1], arch, weights)
+    scene = measurements(folder)
+    volume = os.path.join(folder, f"volume_{method}.h5")
+    run("reconstruct", scene, "--method", method, "--model", weights, "--mode", "exact", "--device", "cpu",
+        "--out", volume, "--force")
+    onnx_path = os.path.join(folder, f"{method}_pipeline.onnx")
+    run("export", weights, "--format", "onnx", "--pipeline", "--out", onnx_path, "--force")
+    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    assert inp.name == "measurements" and inp.shape == ["batch", 3, 12, 13, 2] and out.name == "output"
+    with h5py.File(scene) as f:
+        y = f["measurements"][()]
+    with h5py.File(volume) as f:
+        want = f["volumes"][()]
+    x = np.stack([y.real, y.imag], axis=-1).astype(np.float32)
+    got = session.run(["output"], {"measurements": x})[0][:, 0]
+    err = relative(got, want)
+    print(f"{method} pipeline: ONNX Runtime vs nfmimo reconstruct {err:.2e}")
+    # The adjoint's float32 sums differ in order (a dense product against nfmimo's operator): 1e-6 relative on
+    # the network input, which the networks pass on about unamplified.
+    assert err <= TOLERANCE
