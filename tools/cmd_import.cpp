@@ -121,9 +121,10 @@ void run_ti(const TiOptions& o, const CLI::App& c) {
 }  // namespace
 
 void add_import_command(CLI::App& app) {
-  CLI::App* c = app.add_subcommand(
-      "import",
-      "Convert measured data from other tools into an nfmimo measurement file (docs/experimental.md)");
+  CLI::App* c =
+      app.add_subcommand("import",
+                         "Bring data from other tools in: measured data as an nfmimo measurement file "
+                         "(docs/experimental.md), a Keras network as nfmimo weights (docs/interop.md)");
   c->require_subcommand(1);
 
   auto o = std::make_shared<TuDelftOptions>();

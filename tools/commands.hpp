@@ -26,6 +26,8 @@ struct CommandExit {
 void add_evaluate_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_import_command(CLI::App& app);
+void add_interop_commands(
+    CLI::App& app);  // import keras (after add_import_command), export (tools/cmd_interop.cpp)
 
 // The command line the program was started with (for records such as a model's training record).
 void set_command_line(int argc, char** argv);

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   nfmimo::add_evaluate_command(app);
   nfmimo::add_train_command(app);
   nfmimo::add_import_command(app);
+  nfmimo::add_interop_commands(app);
   nfmimo::set_command_line(argc, argv);
 
   try {
