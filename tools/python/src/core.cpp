@@ -535,6 +535,9 @@ NB_MODULE(_core, m) {
   // Array properties return new arrays that own their buffer (not views into the object).
   constexpr nb::rv_policy kOwned = nb::rv_policy::move;
   m.doc() = "nfmimo engine bindings (use the nfmimo package, not this module)";
+  // Instances legitimately outlive the interpreter's teardown (a forked DataLoader worker exits with its dataset
+  // alive, an autograd graph holds an operator): nanobind's leak report at exit would only alarm users.
+  nb::set_leak_warnings(false);
 
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {
     try {
