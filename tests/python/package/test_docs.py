@@ -22,3 +22,12 @@ def test_example_runs(index, tmp_path, monkeypatch):
         os.symlink(SOURCE_DIR / folder, tmp_path / folder)
     monkeypatch.chdir(tmp_path)
     exec(compile(BLOCKS[index], f"{DOC}:example {index + 1}", "exec"), {"__name__": f"python_md_example_{index}"})
+
+
+def test_readme_python_example_runs(monkeypatch):
+    readme = (SOURCE_DIR / "README.md").read_text()
+    block = re.search(r"## From Python.*?```python\n(.*?)```", readme, flags=re.S).group(1)
+    monkeypatch.chdir(SOURCE_DIR)
+    scope = {}
+    exec(compile(block, "README.md: From Python", "exec"), scope)
+    assert scope["volumes"].shape == (4, 25, 25, 49) and scope["x"].shape == (4, 25, 25, 49)

@@ -1,5 +1,8 @@
 """The operators on numpy arrays and torch tensors: adjointness, batches, zero-copy, conversions, errors, CLI
 parity, the GIL."""
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -189,3 +192,30 @@ def test_cuda_arrays_in_and_out_without_host_round_trip(tiny_op):
     ax = tiny_op.forward(x)
     assert ax.device == y.device
     assert rel_err(ax.cpu().numpy(), tiny_op.forward(x.cpu().numpy())) < 1e-4
+
+
+def test_concurrent_first_calls_share_one_plan():
+    # Threads racing to build the plan of a fresh operator: each must release the GIL before taking the plan's
+    # lock (holding the lock while waiting for the GIL deadlocks against a thread that holds the GIL and waits for
+    # the lock, freezing the interpreter). Run in a child process so that a deadlock fails the test.
+    code = """
+import sys, threading
+import numpy as np
+import nfmimo
+op = nfmimo.Operator(nfmimo.paper_system(4), nfmimo.linspace_grid((-0.08, 0.08, 8), (-0.08, 0.08, 8), (0.4, 0.55, 8)))
+y = np.ones((2, 4, 12, 13), np.complex64)
+results = [None] * 4
+def work(i):
+    results[i] = op.adjoint(y)
+threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+assert all((r == results[0]).all() for r in results)
+print("ok")
+"""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    try:
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    except subprocess.TimeoutExpired:
+        pytest.fail("concurrent first calls deadlocked")
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

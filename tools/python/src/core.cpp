@@ -199,12 +199,12 @@ class Operator {
     return batch;
   }
 
+  // The GIL is released before the lock is taken: a thread holding the lock must never wait for the GIL
+  // while another holds the GIL and waits for the lock.
   const CpuOperator& cpu_plan() {
+    nb::gil_scoped_release release;
     std::lock_guard lock(mutex_);
-    if (!cpu_) {
-      nb::gil_scoped_release release;
-      cpu_ = std::make_unique<CpuOperator>(system_, grid_);
-    }
+    if (!cpu_) cpu_ = std::make_unique<CpuOperator>(system_, grid_);
     return *cpu_;
   }
 
@@ -535,8 +535,9 @@ NB_MODULE(_core, m) {
   // Array properties return new arrays that own their buffer (not views into the object).
   constexpr nb::rv_policy kOwned = nb::rv_policy::move;
   m.doc() = "nfmimo engine bindings (use the nfmimo package, not this module)";
-  // Instances legitimately outlive the interpreter's teardown (a forked DataLoader worker exits with its dataset
-  // alive, an autograd graph holds an operator): nanobind's leak report at exit would only alarm users.
+  // Instances legitimately outlive the interpreter's teardown (a forked DataLoader worker exits with its
+  // dataset alive, an autograd graph holds an operator): nanobind's leak report at exit would only alarm
+  // users.
   nb::set_leak_warnings(false);
 
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {
