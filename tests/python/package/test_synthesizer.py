@@ -53,3 +53,21 @@ def test_bad_settings_raise_value_error(tiny_system, tiny_grid):
         nfmimo.Synthesizer(tiny_system, tiny_grid, device="cpu").batch(0, -1)
     with pytest.raises(ValueError, match="device"):
         nfmimo.Synthesizer(tiny_system, tiny_grid, device="tpu")
+
+
+def test_synthesize_dataset_writes_what_the_cli_writes(tmp_path, cli, tiny_system, tiny_grid):
+    d = cli_dataset(cli, tmp_path / "cli.h5", "--count", 6, "--seed", 21, "--snr", "10:20", "--shard", "1/2")
+    r = nfmimo.synthesize_dataset(tmp_path / "py.h5", 6, tiny_system, tiny_grid, snr="10:20", seed=21, shard=(1, 2),
+                                  device="cpu")
+    assert r["complete"] and r["written"] == 3
+    p = nfmimo.read_measurements(tmp_path / "py.h5")
+    np.testing.assert_array_equal(p.y, d.y)
+    np.testing.assert_array_equal(p.targets, d.targets)
+    np.testing.assert_array_equal(p.snr_db, d.snr_db)
+    a, b = nfmimo.read_dataset_info(tmp_path / "py.h5"), nfmimo.read_dataset_info(tmp_path / "cli.h5")
+    for key in ("config", "seed", "count", "shard", "first_sample", "rows", "complete"):
+        assert a[key] == b[key], key
+    with pytest.raises(ValueError, match="exists"):
+        nfmimo.synthesize_dataset(tmp_path / "py.h5", 6, tiny_system, tiny_grid, seed=21, device="cpu")
+    with pytest.raises(ValueError, match="shard"):
+        nfmimo.synthesize_dataset(tmp_path / "bad.h5", 6, tiny_system, tiny_grid, shard=(2, 2), device="cpu")

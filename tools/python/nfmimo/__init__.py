@@ -29,6 +29,7 @@ __all__ = [
     "System", "Grid", "Model", "Operator", "Measurements", "Volumes", "Synthesizer", "paper_system", "paper_grid",
     "system_from_arrays", "grid_from_axes", "linspace_grid", "read_system", "reconstruct", "methods",
     "read_measurements", "write_measurements", "read_volumes", "write_volumes", "read_dataset_info",
+    "synthesize_dataset",
     "set_num_threads", "get_num_threads", "cuda_available",
 ]
 
@@ -331,6 +332,18 @@ class Synthesizer:
         """(measurements [count, K, T, R] complex64, targets [count, nx, ny, nz] complex64, snr_db [count] float32)
         of samples first .. first + count - 1, as numpy arrays."""
         return self._synth.batch(int(first), int(count))
+
+
+def synthesize_dataset(path, count: int, system: Optional[System] = None, grid: Optional[Grid] = None, config=None,
+                       snr: Optional[str] = None, seed: int = 1, shard=(0, 1), device: str = "auto", batch: int = 64,
+                       gzip: int = 0, overwrite: bool = False, resume: bool = False) -> dict:
+    """Writes a dataset file exactly as `nfmimo synthesize` does (the same code: attributes, OUT.partial until
+    complete, resume, shards (i, n)). Returns what the run did: complete, path, written, in_file, seconds,
+    device."""
+    return dict(_core.synthesize_dataset(os.fspath(path), int(count), system if system is not None else paper_system(),
+                                         grid if grid is not None else paper_grid(), _config_json(config),
+                                         None if snr is None else str(snr), int(seed), int(shard[0]), int(shard[1]),
+                                         device, int(batch), int(gzip), bool(overwrite), bool(resume)))
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -471,6 +471,48 @@ nb::dict dataset_info(const std::string& path) {
   return d;
 }
 
+// A dataset file exactly as `nfmimo synthesize` writes it (same code: attributes, chunking, OUT.partial,
+// resume).
+nb::dict synthesize_dataset_file(const std::string& path, std::int64_t count, const RadarSystem& system,
+                                 const ImagingGrid& grid, const std::string& config_json,
+                                 const std::optional<std::string>& snr, std::int64_t seed, int shard_index,
+                                 int shard_count, const std::string& device, int batch, int gzip,
+                                 bool overwrite, bool resume) {
+  DatasetSpec spec;
+  spec.config = parse_scene_config(config_json.empty() ? "{}" : config_json, "config");
+  if (snr) parse_snr_option(*snr, spec.config);
+  validate_scene_config(spec.config, "config");
+  require(seed >= 0, fmt::format("seed must be a non-negative integer below 2^63 (got {})", seed));
+  spec.seed = static_cast<std::uint64_t>(seed);
+  spec.count = count;
+  spec.shard_index = shard_index;
+  spec.shard_count = shard_count;
+  spec.system = system;
+  spec.grid = grid;
+  validate_dataset_spec(spec);
+  require(batch >= 1, fmt::format("batch must be positive (got {})", batch));
+  DatasetRunOptions o;
+  o.output = path;
+  o.force = overwrite;
+  o.resume = resume;
+  o.gzip_level = gzip;
+  o.batch = batch;
+  o.device = parse_device(device);
+  DatasetRunResult r;
+  {
+    nb::gil_scoped_release release;
+    r = synthesize_dataset(spec, o);
+  }
+  nb::dict d;
+  d["complete"] = r.complete;
+  d["path"] = r.path;
+  d["written"] = r.written;
+  d["in_file"] = r.in_file;
+  d["seconds"] = r.seconds;
+  d["device"] = r.device;
+  return d;
+}
+
 nb::tuple read_any_system(const std::string& path) {
   const h5::File f(path, h5::File::Mode::Read);
   const RadarSystem s = read_system(f);
@@ -689,6 +731,9 @@ NB_MODULE(_core, m) {
   m.def("write_volumes", &write_volume_file, "path"_a, "grid"_a, "volumes"_a, "method"_a, "source"_a,
         "device"_a, "overwrite"_a);
   m.def("read_dataset_info", &dataset_info, "path"_a);
+  m.def("synthesize_dataset", &synthesize_dataset_file, "path"_a, "count"_a, "system"_a, "grid"_a, "config"_a,
+        "snr"_a.none(), "seed"_a, "shard_index"_a, "shard_count"_a, "device"_a, "batch"_a, "gzip"_a,
+        "overwrite"_a, "resume"_a);
   m.def("scene_config_json",
         [](const std::string& text) { return scene_config_json(parse_scene_config(text, "config")); });
 
