@@ -100,6 +100,12 @@ std::size_t check_array(const nb::ndarray<nb::ro>& a, const std::string& what,
   return batch;
 }
 
+// A new array that owns its buffer, as a property's value (properties default to views into their object).
+template <class A>
+nb::object owned(A&& array) {
+  return nb::cast(std::forward<A>(array), nb::rv_policy::move);
+}
+
 nb::ndarray<nb::ro> as_in(const OutArray& a) { return nb::ndarray<nb::ro>(a); }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -574,8 +580,6 @@ std::vector<Vec3> vec3_unflat(const std::vector<double>& v) {
 
 NB_MODULE(_core, m) {
   using namespace nfmimo;
-  // Array properties return new arrays that own their buffer (not views into the object).
-  constexpr nb::rv_policy kOwned = nb::rv_policy::move;
   m.doc() = "nfmimo engine bindings (use the nfmimo package, not this module)";
   // Instances legitimately outlive the interpreter's teardown (a forked DataLoader worker exits with its
   // dataset alive, an autograd graph holds an operator): nanobind's leak report at exit would only alarm
@@ -595,18 +599,14 @@ NB_MODULE(_core, m) {
   });
 
   nb::class_<RadarSystem>(m, "System")
-      .def_prop_ro(
-          "tx_positions", [](const RadarSystem& s) { return positions_array(s.array.tx()); }, kOwned)
-      .def_prop_ro(
-          "rx_positions", [](const RadarSystem& s) { return positions_array(s.array.rx()); }, kOwned)
-      .def_prop_ro(
-          "frequencies",
-          [](const RadarSystem& s) {
-            std::vector<double> f = s.sweep.frequencies();
-            const std::size_t n = f.size();
-            return to_numpy(std::move(f), {n});
-          },
-          kOwned)
+      .def_prop_ro("tx_positions", [](const RadarSystem& s) { return owned(positions_array(s.array.tx())); })
+      .def_prop_ro("rx_positions", [](const RadarSystem& s) { return owned(positions_array(s.array.rx())); })
+      .def_prop_ro("frequencies",
+                   [](const RadarSystem& s) {
+                     std::vector<double> f = s.sweep.frequencies();
+                     const std::size_t n = f.size();
+                     return owned(to_numpy(std::move(f), {n}));
+                   })
       .def_prop_ro("measurement_shape",
                    [](const RadarSystem& s) {
                      return std::make_tuple(s.frequencies(), s.transmitters(), s.receivers());
@@ -628,14 +628,14 @@ NB_MODULE(_core, m) {
 
   nb::class_<ImagingGrid>(m, "Grid")
       .def_prop_ro(
-          "x", [](const ImagingGrid& g) { return to_numpy(g.x().values(), {std::size_t(g.x().size)}); },
-          kOwned)
+          "x",
+          [](const ImagingGrid& g) { return owned(to_numpy(g.x().values(), {std::size_t(g.x().size)})); })
       .def_prop_ro(
-          "y", [](const ImagingGrid& g) { return to_numpy(g.y().values(), {std::size_t(g.y().size)}); },
-          kOwned)
+          "y",
+          [](const ImagingGrid& g) { return owned(to_numpy(g.y().values(), {std::size_t(g.y().size)})); })
       .def_prop_ro(
-          "z", [](const ImagingGrid& g) { return to_numpy(g.z().values(), {std::size_t(g.z().size)}); },
-          kOwned)
+          "z",
+          [](const ImagingGrid& g) { return owned(to_numpy(g.z().values(), {std::size_t(g.z().size)})); })
       .def_prop_ro("shape",
                    [](const ImagingGrid& g) { return std::make_tuple(g.x().size, g.y().size, g.z().size); })
       .def("__repr__", [](const ImagingGrid& g) { return "nfmimo.Grid(" + describe(g) + ")"; })
