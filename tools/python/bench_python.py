@@ -114,6 +114,17 @@ def main():
                 add(("dense-matmul", "adjoint", b), median_call_ms(lambda: y2 @ peer.t(), args.seconds))
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
 
+    # The fixed cost of a Python call, free of the machine's load: an empty batch runs every check, the DLPack
+    # hand-over and the output allocation, and returns before any compute.
+    fixed_us = {}
+    y0 = np.empty((0,) + system.measurement_shape, np.complex64)
+    out0 = np.empty((0,) + grid.shape, np.complex64)
+    fixed_us["numpy"] = median_call_ms(lambda: op.adjoint(y0), 1.0) * 1e3
+    fixed_us["numpy out="] = median_call_ms(lambda: op.adjoint(y0, out=out0), 1.0) * 1e3
+    fixed_us["torch"] = median_call_ms(lambda: op.adjoint(torch.from_numpy(y0)), 1.0) * 1e3
+    print("fixed cost of a Python operator call (empty batch, us): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in fixed_us.items()))
+
     fig = {"|".join(map(str, k)): statistics.median(v) for k, v in per_round.items()}
     rows = []
     print(f"{'op':8} {'batch':>5} {'nfmimo bench':>13} {'python numpy':>13} {'numpy out=':>11} {'torch':>9} "
@@ -134,7 +145,7 @@ def main():
                   f"{f(row['python_torch_ms'])} {f(100 * row['overhead'] if row['overhead'] is not None else None, 8)}% "
                   f"{f(row['dense_matmul_ms'], 13)} {f(ratio, 10)}")
     if args.json:
-        env = {"threads": args.threads, "rounds": args.rounds, "seconds": args.seconds, "torch": torch.__version__,
+        env = {"fixed_cost_us": fixed_us, "threads": args.threads, "rounds": args.rounds, "seconds": args.seconds, "torch": torch.__version__,
                "numpy": np.__version__, "load_average": os.getloadavg(), "nfmimo": nfmimo.__version__}
         with open(args.json, "w") as f:
             json.dump({"environment": env, "rows": rows, "per_round_ms": {"|".join(map(str, k)): v

@@ -52,7 +52,10 @@ def test_batch_dims_match_single_frames(tiny_op):
             np.testing.assert_array_equal(y[i, j], tiny_op.forward(x[i, j]))
     # No batch dimension at all, and an empty batch.
     assert tiny_op.forward(x[0, 0]).shape == tiny_op.measurement_shape
-    assert tiny_op.adjoint(np.zeros((0,) + tiny_op.measurement_shape, np.complex64)).shape == (0,) + tiny_op.volume_shape
+    for make in (np.zeros, np.empty):
+        assert tiny_op.adjoint(make((0,) + tiny_op.measurement_shape, np.complex64)).shape == (0,) + tiny_op.volume_shape
+    out = np.empty((0,) + tiny_op.volume_shape, np.complex64)
+    assert tiny_op.adjoint(np.empty((0,) + tiny_op.measurement_shape, np.complex64), out=out) is out
 
 
 def test_other_imaging_methods_and_normal(tiny_op):

@@ -27,6 +27,14 @@ def test_dot_product_torch(tiny_op):
     np.testing.assert_array_equal(ax.numpy(), tiny_op.forward(x.numpy()))
 
 
+def test_empty_batches(tiny_op):
+    # torch gives empty tensors all-zero strides; an empty batch is still a valid call.
+    y = torch.from_numpy(np.empty((0,) + tiny_op.measurement_shape, np.complex64))
+    assert tiny_op.adjoint(y).shape == (0,) + tiny_op.volume_shape
+    assert tiny_op.forward(torch.zeros((0, 3) + tiny_op.volume_shape, dtype=torch.complex64)).shape == \
+        (0, 3) + tiny_op.measurement_shape
+
+
 def test_zero_copy_torch(tiny_op):
     y = torch.randn((2,) + tiny_op.measurement_shape, dtype=torch.complex64)
     assert nfmimo._core.data_pointer(nfmimo._arrays.prepare(y, "y")) == y.data_ptr()
