@@ -47,21 +47,23 @@ def paper_grid() -> Grid:
     return _core.paper_grid()
 
 
-def _float64_vector(a, name, columns=None):
-    a = np.ascontiguousarray(np.asarray(a, dtype=np.float64))
-    return a
+def _float64(a):
+    """Positions, frequencies and axes as the engine takes them (contiguous float64; it checks the shapes)."""
+    if is_torch(a):
+        a = a.detach().cpu().numpy()
+    return np.ascontiguousarray(np.asarray(a, dtype=np.float64))
 
 
 def system_from_arrays(tx_positions, rx_positions, frequencies) -> System:
     """Any array: TX positions [T, 3] m, RX positions [R, 3] m, frequencies [K] Hz (uniform or not)."""
-    return _core.system_from_arrays(_float64_vector(tx_positions, "tx_positions"),
-                                    _float64_vector(rx_positions, "rx_positions"),
-                                    _float64_vector(frequencies, "frequencies"))
+    return _core.system_from_arrays(_float64(tx_positions),
+                                    _float64(rx_positions),
+                                    _float64(frequencies))
 
 
 def grid_from_axes(x, y, z) -> Grid:
     """A grid from its sampled axes (metres); each axis must be uniformly spaced."""
-    return _core.grid_from_axes(_float64_vector(x, "x"), _float64_vector(y, "y"), _float64_vector(z, "z"))
+    return _core.grid_from_axes(_float64(x), _float64(y), _float64(z))
 
 
 def linspace_grid(x, y, z) -> Grid:
