@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,11 @@
 #include "radar/system.hpp"
 
 namespace nfmimo {
+
+namespace nn {
+struct Model;
+class LearnedPipeline;
+}  // namespace nn
 
 struct MethodContext {
   const RadarSystem* system = nullptr;
@@ -57,5 +63,13 @@ std::vector<MethodEntry> analytic_methods();
 std::vector<MethodEntry> iterative_methods();
 std::vector<MethodEntry> pnp_methods();  // plug-and-play ADMM with a trained denoiser (tools/methods_pnp.cpp)
 std::vector<MethodEntry> learned_methods();  // models/: Deep2S and its variants
+
+// The pipeline a learned method (deep2s, ...) runs, from an already loaded model, with the device, precision
+// and batch chosen from `context` exactly as `reconstruct` chooses them; InputError when the model does not
+// match context.system / context.grid (`model_source` names it). The Python package keeps one per loaded
+// model.
+std::unique_ptr<nn::LearnedPipeline> make_learned_pipeline(const std::string& method, nn::Model model,
+                                                           const std::string& model_source,
+                                                           const MethodContext& context);
 
 }  // namespace nfmimo
