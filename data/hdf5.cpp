@@ -53,6 +53,25 @@ hsize_t product(const Dims& d) {
   return n;
 }
 
+// The operating system's reason behind the library's last failure ("No space left on device"), read from
+// HDF5's error stack, whose file-driver entries carry "errno = N"; "is the disk full?" when there is none.
+herr_t find_errno(unsigned, const H5E_error2_t* e, void* out) {
+  if (e->desc)
+    if (const char* p = std::strstr(e->desc, "errno = ")) *static_cast<int*>(out) = std::atoi(p + 8);
+  return 0;
+}
+std::string failure_reason(const char* fallback = "is the disk full?") {
+  int err = 0;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, find_errno, &err);
+  return err > 0 ? std::strerror(err) : fallback;
+}
+
+// Closing a dataset writes its cached chunks: a full disk often shows only here, so the result is checked.
+void close_dataset(Handle& d, const std::string& where) {
+  if (H5Dclose(d.release()) < 0)
+    throw InputError(fmt::format("{}: cannot finish writing ({})", where, failure_reason()));
+}
+
 Handle link_creation_properties() {
   Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
   H5Pset_create_intermediate_group(lcpl.get(), 1);
@@ -128,7 +147,9 @@ File::File(const std::string& path, Mode mode, const std::string& shown)
   silence_library_errors();
   if (mode == Mode::Create) {
     file_ = Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-    if (!file_) throw InputError(fmt::format("{}: cannot create the file (is the folder writable?)", shown_));
+    if (!file_)
+      throw InputError(
+          fmt::format("{}: cannot create the file ({})", shown_, failure_reason("is the folder writable?")));
     return;
   }
   require_regular_file(path);  // before HDF5 opens it: a FIFO would block for ever
@@ -140,7 +161,7 @@ File::File(const std::string& path, Mode mode, const std::string& shown)
 
 void File::flush() const {
   if (H5Fflush(id(), H5F_SCOPE_GLOBAL) < 0)
-    throw InputError(fmt::format("{}: cannot write the file (is the disk full?)", shown_));
+    throw InputError(fmt::format("{}: cannot write the file ({})", shown_, failure_reason()));
 }
 
 void File::close() {
@@ -336,7 +357,8 @@ void File::write(const std::string& name, const Dims& dims, const T* data, const
            H5Dclose);
   if (!d) throw InputError(fmt::format("{}: cannot be created", where(name)));
   if (product(dims) > 0 && H5Dwrite(d.get(), memory_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-    throw InputError(fmt::format("{}: write failed (disk full?)", where(name)));
+    throw InputError(fmt::format("{}: write failed ({})", where(name), failure_reason()));
+  close_dataset(d, where(name));
 }
 
 template <class T>
@@ -354,7 +376,8 @@ void File::append(const std::string& name, const T* data, hsize_t rows) {
   H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, size.data(), nullptr);
   Handle mem_space(H5Screate_simple(static_cast<int>(size.size()), size.data(), nullptr), H5Sclose);
   if (H5Dwrite(d.get(), memory_type<T>(), mem_space.get(), file_space.get(), H5P_DEFAULT, data) < 0)
-    throw InputError(fmt::format("{}: append failed (disk full?)", where(name)));
+    throw InputError(fmt::format("{}: append failed ({})", where(name), failure_reason()));
+  close_dataset(d, where(name));
 }
 
 void File::resize_rows(const std::string& name, hsize_t rows) {

@@ -45,6 +45,19 @@ void run(const ReconstructOptions& o) {
   outputs.add(o.png, "--png", {o.input, o.model});
   outputs.add(o.vti, "--vti", {o.input, o.model});
   require(o.batch >= 1 && o.batch <= 65536, fmt::format("--batch must be in 1..65536 (got {})", o.batch));
+  // Options that the chosen method would silently ignore are refused: they are a mistake the user should see.
+  bool learned = false;
+  for (const auto& e : learned_methods()) learned = learned || e.name == o.method;
+  const bool tunable = o.method == "l1" || o.method == "tv" || o.method == "pnp";
+  if (!tunable)
+    for (const auto& [key, value] : parse_params(o.params))
+      require(learned && key == "precision",
+              fmt::format("--param {}={}: method '{}' has no parameter '{}'{}", key, value, o.method, key,
+                          learned ? " (learned methods take precision)" : " (it takes no --param)"));
+  if (!learned)
+    require(o.model.empty(),
+            fmt::format("--model: method '{}' uses no weights; drop --model, or choose a learned method",
+                        o.method));
   MeasurementSet m = read_measurements(o.input, {.load_targets = false});
   ImagingGrid grid;
   if (!o.grid.empty())
