@@ -277,6 +277,11 @@ TEST(Reliability, FailedCommandsLeaveNoFiles) {
     EXPECT_TRUE(contains(r.output, "x.vti")) << r.output;
     EXPECT_FALSE(fs::exists(dir / "v.h5"));
     EXPECT_FALSE(fs::exists(dir / "v.png"));
+    // train refuses a read-only output folder before it makes its validation set (it used to after an epoch).
+    const auto t = run_cli("train --arch unet3d --synthesize --epochs 1 --out " + (read_only / "w.h5"));
+    EXPECT_EQ(t.exit_code, 2) << t.output;
+    EXPECT_TRUE(contains(t.output, "Read-only file system")) << t.output;
+    EXPECT_FALSE(contains(t.output, "making the validation set")) << t.output;
   } else {
     std::printf("[ note ] read-only case skipped: cannot mount a tmpfs here\n");
   }
