@@ -54,7 +54,7 @@ void run(const ReconstructOptions& o) {
       require(learned && key == "precision",
               fmt::format("--param {}={}: method '{}' has no parameter '{}'{}", key, value, o.method, key,
                           learned ? " (learned methods take precision)" : " (it takes no --param)"));
-  if (!learned)
+  if (!learned && o.method != "pnp")  // pnp's --model is its denoiser
     require(o.model.empty(),
             fmt::format("--model: method '{}' uses no weights; drop --model, or choose a learned method",
                         o.method));
