@@ -1,11 +1,16 @@
 #include "data/hdf5.hpp"
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstring>
+#include <limits>
 #include <filesystem>
 #include <mutex>
 
 #include <fmt/format.h>
 
+#include "data/atomic_file.hpp"
 #include "radar/error.hpp"
 
 namespace nfmimo::h5 {
@@ -31,10 +36,40 @@ Dims dims_of(hid_t dataset) {
   return d;
 }
 
+std::string dims_text(const Dims& d) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+  return s + "]";
+}
+
+// Datasets up to this size are read without comparing them with their storage; above it, a dataset must be
+// stored with at most deflate's best ratio (about 1032:1) to be believed.
+constexpr long double kTrustedBytes = 64.0L * 1024 * 1024;
+constexpr long double kMaxCompression = 1100;
+
 hsize_t product(const Dims& d) {
   hsize_t n = 1;
   for (hsize_t x : d) n *= x;
   return n;
+}
+
+// The operating system's reason behind the library's last failure ("No space left on device"), read from
+// HDF5's error stack, whose file-driver entries carry "errno = N"; "is the disk full?" when there is none.
+herr_t find_errno(unsigned, const H5E_error2_t* e, void* out) {
+  if (e->desc)
+    if (const char* p = std::strstr(e->desc, "errno = ")) *static_cast<int*>(out) = std::atoi(p + 8);
+  return 0;
+}
+std::string failure_reason(const char* fallback = "is the disk full?") {
+  int err = 0;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, find_errno, &err);
+  return err > 0 ? std::strerror(err) : fallback;
+}
+
+// Closing a dataset writes its cached chunks: a full disk often shows only here, so the result is checked.
+void close_dataset(Handle& d, const std::string& where) {
+  if (H5Dclose(d.release()) < 0)
+    throw InputError(fmt::format("{}: cannot finish writing ({})", where, failure_reason()));
 }
 
 Handle link_creation_properties() {
@@ -107,30 +142,71 @@ hid_t memory_type<cdouble>() {
   return t;
 }
 
-File::File(const std::string& path, Mode mode) : path_(path) {
+File::File(const std::string& path, Mode mode, const std::string& shown)
+    : path_(path), shown_(shown.empty() ? path : shown) {
   silence_library_errors();
   if (mode == Mode::Create) {
     file_ = Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-    if (!file_) throw InputError(fmt::format("{}: cannot create the file (is the folder writable?)", path));
+    if (!file_)
+      throw InputError(
+          fmt::format("{}: cannot create the file ({})", shown_, failure_reason("is the folder writable?")));
     return;
   }
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) throw InputError(fmt::format("{}: no such file", path));
-  if (std::filesystem::is_directory(path, ec))
-    throw InputError(fmt::format("{}: is a folder, not a file", path));
-  if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(fmt::format("{}: not an HDF5 file", path));
+  require_regular_file(path);  // before HDF5 opens it: a FIFO would block for ever
+  if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(fmt::format("{}: not an HDF5 file", shown_));
   file_ = Handle(H5Fopen(path.c_str(), mode == Mode::Read ? H5F_ACC_RDONLY : H5F_ACC_RDWR, H5P_DEFAULT),
                  H5Fclose);
-  if (!file_) throw InputError(fmt::format("{}: cannot open the HDF5 file (damaged or locked?)", path));
+  if (!file_) throw InputError(fmt::format("{}: cannot open the HDF5 file (damaged or locked?)", shown_));
 }
 
 void File::flush() const {
   if (H5Fflush(id(), H5F_SCOPE_GLOBAL) < 0)
-    throw InputError(fmt::format("{}: cannot flush (disk full?)", path_));
+    throw InputError(fmt::format("{}: cannot write the file ({})", shown_, failure_reason()));
+}
+
+void File::close() {
+  flush();
+  const hid_t id = file_.get();
+  file_.release();
+  if (H5Fclose(id) < 0)
+    throw InputError(fmt::format("{}: cannot finish the file (is the disk full?)", shown_));
+}
+
+std::uint64_t available_memory() {
+  if (FILE* f = std::fopen("/proc/meminfo", "r")) {
+    char line[256];
+    unsigned long long kb = 0;
+    bool found = false;
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+        found = true;
+        break;
+      }
+    std::fclose(f);
+    if (found) return std::uint64_t(kb) * 1024;
+  }
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? std::uint64_t(pages) * std::uint64_t(page) : ~std::uint64_t(0);
+}
+
+namespace {
+std::string byte_text(long double bytes) {
+  if (bytes >= 1e9L) return fmt::format("{:.1f} GB", double(bytes / 1e9L));
+  if (bytes >= 1e6L) return fmt::format("{:.1f} MB", double(bytes / 1e6L));
+  return fmt::format("{:.0f} bytes", double(bytes));
+}
+}  // namespace
+
+void require_memory(const std::string& where, std::uint64_t elements, std::uint64_t element_size) {
+  const long double bytes = static_cast<long double>(elements) * element_size;
+  const std::uint64_t room = available_memory();
+  if (bytes > static_cast<long double>(room))
+    throw InputError(fmt::format("{}: declares {} values ({}), more than the {} of memory available", where,
+                                 elements, byte_text(bytes), byte_text(room)));
 }
 
 std::string File::where(const std::string& name) const {
-  return fmt::format("{}: dataset '{}'", path_, name);
+  return fmt::format("{}: dataset '{}'", shown_, name);
 }
 
 bool File::has(const std::string& name) const {
@@ -169,9 +245,9 @@ Handle File::open_dataset(const std::string& name) const {
 }
 
 Handle File::open_object(const std::string& name) const {
-  if (!has(name)) throw InputError(fmt::format("{}: no object '{}'", path_, name));
+  if (!has(name)) throw InputError(fmt::format("{}: no object '{}'", shown_, name));
   Handle o(H5Oopen(id(), name.c_str(), H5P_DEFAULT), H5Oclose);
-  if (!o) throw InputError(fmt::format("{}: cannot open '{}'", path_, name));
+  if (!o) throw InputError(fmt::format("{}: cannot open '{}'", shown_, name));
   return o;
 }
 
@@ -224,6 +300,21 @@ Array<T> File::read_rows(const std::string& name, hsize_t first, hsize_t count) 
     Dims start(out.dims.size(), 0), size = out.dims;
     start[0] = first;
     size[0] = count;
+    // Sizes come from the file: believe them only once they fit in memory, and a whole dataset only when the
+    // file holds data for it (a small file can declare a huge dataset whose chunks were never written).
+    long double declared = 1;
+    for (hsize_t x : size) declared *= static_cast<long double>(x);
+    if (declared > static_cast<long double>(std::numeric_limits<std::uint64_t>::max() / 16))
+      throw InputError(fmt::format("{}: declares an impossible size {}", where(name), dims_text(out.dims)));
+    const std::uint64_t elements = static_cast<std::uint64_t>(declared);
+    require_memory(fmt::format("{} (shape {})", where(name), dims_text(out.dims)), elements, sizeof(T));
+    const long double file_bytes = declared * static_cast<long double>(H5Tget_size(type.get()));
+    if (first == 0 && count == out.dims[0] && file_bytes > kTrustedBytes &&
+        static_cast<long double>(H5Dget_storage_size(d.get())) * kMaxCompression < file_bytes)
+      throw InputError(fmt::format(
+          "{}: declares shape {} ({:.3g} bytes) but the file stores only {} bytes for it (a damaged or "
+          "truncated file)",
+          where(name), dims_text(out.dims), double(file_bytes), H5Dget_storage_size(d.get())));
     H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, size.data(), nullptr);
     out.dims = size;
     out.data.resize(product(size));
@@ -266,7 +357,8 @@ void File::write(const std::string& name, const Dims& dims, const T* data, const
            H5Dclose);
   if (!d) throw InputError(fmt::format("{}: cannot be created", where(name)));
   if (product(dims) > 0 && H5Dwrite(d.get(), memory_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-    throw InputError(fmt::format("{}: write failed (disk full?)", where(name)));
+    throw InputError(fmt::format("{}: write failed ({})", where(name), failure_reason()));
+  close_dataset(d, where(name));
 }
 
 template <class T>
@@ -284,7 +376,8 @@ void File::append(const std::string& name, const T* data, hsize_t rows) {
   H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, size.data(), nullptr);
   Handle mem_space(H5Screate_simple(static_cast<int>(size.size()), size.data(), nullptr), H5Sclose);
   if (H5Dwrite(d.get(), memory_type<T>(), mem_space.get(), file_space.get(), H5P_DEFAULT, data) < 0)
-    throw InputError(fmt::format("{}: append failed (disk full?)", where(name)));
+    throw InputError(fmt::format("{}: append failed ({})", where(name), failure_reason()));
+  close_dataset(d, where(name));
 }
 
 void File::resize_rows(const std::string& name, hsize_t rows) {
@@ -311,6 +404,15 @@ void write_attribute(const File& f, const std::string& object, const std::string
   Handle a(H5Acreate2(target.get(), name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
   if (!a || H5Awrite(a.get(), type, value) < 0)
     throw InputError(fmt::format("{}: cannot write attribute '{}' on '{}'", f.path(), name, object));
+}
+
+// Numeric attributes are read into one value: an array attribute would overflow it.
+void require_single_value(hid_t attribute, const std::string& file, const std::string& name,
+                          const std::string& object) {
+  Handle space(H5Aget_space(attribute), H5Sclose);
+  if (H5Sget_simple_extent_npoints(space.get()) != 1)
+    throw InputError(fmt::format("{}: attribute '{}' of '{}' holds {} values; expected one", file, name,
+                                 object, H5Sget_simple_extent_npoints(space.get())));
 }
 
 }  // namespace
@@ -345,26 +447,32 @@ std::optional<std::string> File::string_attribute(const std::string& object, con
   Handle a(H5Aopen(target.get(), name.c_str(), H5P_DEFAULT), H5Aclose);
   Handle type(H5Aget_type(a.get()), H5Tclose);
   if (H5Tget_class(type.get()) != H5T_STRING)
-    throw InputError(fmt::format("{}: attribute '{}' of '{}' is not a string", path_, name, object));
+    throw InputError(fmt::format("{}: attribute '{}' of '{}' is not a string", shown_, name, object));
+  require_single_value(a.get(), shown_, name, object);
   if (H5Tis_variable_str(type.get()) > 0) {
     Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
     H5Tset_size(mem.get(), H5T_VARIABLE);
     H5Tset_cset(mem.get(), H5Tget_cset(type.get()));
     char* p = nullptr;
     if (H5Aread(a.get(), mem.get(), &p) < 0)
-      throw InputError(fmt::format("{}: cannot read attribute '{}'", path_, name));
+      throw InputError(fmt::format("{}: cannot read attribute '{}'", shown_, name));
     std::string s = p ? p : "";
     Handle space(H5Aget_space(a.get()), H5Sclose);
     H5Dvlen_reclaim(mem.get(), space.get(), H5P_DEFAULT, &p);
     return s;
   }
+  // Fixed length: read the bytes as they are stored (NULLPAD/SPACEPAD strings from MATLAB or h5py fill all
+  // `size` bytes, which a NULLTERM memory type of the same size would cut by one), then trim the padding.
   const std::size_t size = H5Tget_size(type.get());
-  std::string s(size, '\0');
+  std::string s(size + 1, '\0');
   Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
-  H5Tset_size(mem.get(), size);
+  H5Tset_size(mem.get(), size + 1);
+  H5Tset_strpad(mem.get(), H5T_STR_NULLTERM);
   if (H5Aread(a.get(), mem.get(), s.data()) < 0)
-    throw InputError(fmt::format("{}: cannot read attribute '{}'", path_, name));
+    throw InputError(fmt::format("{}: cannot read attribute '{}'", shown_, name));
   s.resize(std::strlen(s.c_str()));
+  if (H5Tget_strpad(type.get()) == H5T_STR_SPACEPAD)
+    while (!s.empty() && s.back() == ' ') s.pop_back();
   return s;
 }
 
@@ -374,9 +482,12 @@ std::optional<long long> File::int_attribute(const std::string& object, const st
   Handle a(H5Aopen(target.get(), name.c_str(), H5P_DEFAULT), H5Aclose);
   Handle type(H5Aget_type(a.get()), H5Tclose);
   if (H5Tget_class(type.get()) != H5T_INTEGER)
-    throw InputError(fmt::format("{}: attribute '{}' of '{}' is not an integer", path_, name, object));
+    throw InputError(fmt::format("{}: attribute '{}' of '{}' is not an integer", shown_, name, object));
+  require_single_value(a.get(), shown_, name, object);
   std::int64_t v = 0;
-  H5Aread(a.get(), H5T_NATIVE_INT64, &v);
+  if (H5Aread(a.get(), H5T_NATIVE_INT64, &v) < 0)
+    throw InputError(
+        fmt::format("{}: attribute '{}' of '{}' cannot be read as an integer", shown_, name, object));
   return v;
 }
 
@@ -387,9 +498,12 @@ std::optional<double> File::double_attribute(const std::string& object, const st
   Handle type(H5Aget_type(a.get()), H5Tclose);
   const H5T_class_t cls = H5Tget_class(type.get());
   if (cls != H5T_FLOAT && cls != H5T_INTEGER)
-    throw InputError(fmt::format("{}: attribute '{}' of '{}' is not a number", path_, name, object));
+    throw InputError(fmt::format("{}: attribute '{}' of '{}' is not a number", shown_, name, object));
+  require_single_value(a.get(), shown_, name, object);
   double v = 0;
-  H5Aread(a.get(), H5T_NATIVE_DOUBLE, &v);
+  if (H5Aread(a.get(), H5T_NATIVE_DOUBLE, &v) < 0)
+    throw InputError(
+        fmt::format("{}: attribute '{}' of '{}' cannot be read as a number", shown_, name, object));
   return v;
 }
 

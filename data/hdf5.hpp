@@ -37,6 +37,12 @@ class Handle {
   }
   ~Handle() { reset(); }
   hid_t get() const { return id_; }
+  // Gives up ownership without closing (the caller closes and checks the result).
+  hid_t release() {
+    const hid_t id = id_;
+    id_ = H5I_INVALID_HID;
+    return id;
+  }
   explicit operator bool() const { return id_ >= 0; }
   void reset() {
     if (id_ >= 0 && closer_) closer_(id_);
@@ -70,14 +76,20 @@ class File {
  public:
   enum class Mode { Read, ReadWrite, Create };
 
-  // Opens or creates a file. Read and ReadWrite check that the file exists and is HDF5.
-  File(const std::string& path, Mode mode);
+  // Opens or creates a file. Read and ReadWrite check that the file exists, is a regular file (never a FIFO,
+  // device or folder) and is HDF5. `shown` is the name used in messages when it differs from `path` (a file
+  // written under a temporary name is reported under its final name).
+  File(const std::string& path, Mode mode, const std::string& shown = "");
   File(File&&) noexcept = default;
   File& operator=(File&&) noexcept = default;
 
-  const std::string& path() const { return path_; }
+  // The name used in messages (the final name of a file written under a temporary name).
+  const std::string& path() const { return shown_; }
   hid_t id() const { return file_.get(); }
   void flush() const;
+  // Flushes and closes the file, checking both (a full disk shows here at the latest): InputError naming the
+  // file. The File is unusable afterwards.
+  void close();
 
   bool has(const std::string& name) const;  // a dataset or group exists at this path
   bool is_dataset(const std::string& name) const;
@@ -118,9 +130,15 @@ class File {
  private:
   Handle open_dataset(const std::string& name) const;
   Handle open_object(const std::string& name) const;
-  std::string path_;
+  std::string path_, shown_;
   Handle file_;
 };
+
+// Refuses (InputError naming the file, the dataset and the size) reading `elements` values of `element_size`
+// bytes when that passes the memory this machine has available, before anything is allocated.
+void require_memory(const std::string& where, std::uint64_t elements, std::uint64_t element_size);
+// Bytes of memory available to this process now (MemAvailable, else physical memory).
+std::uint64_t available_memory();
 
 // Silences HDF5's own error printing (we report errors ourselves); called once by File.
 void silence_library_errors();

@@ -1,6 +1,7 @@
 #include "data/measurement_file.hpp"
 
 #include <cmath>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -73,6 +74,9 @@ std::pair<int, bool> measurement_frames(const h5::File& f, const RadarSystem& s)
   if (d[o] != hsize_t(s.frequencies()) || d[o + 1] != hsize_t(s.transmitters()) ||
       d[o + 2] != hsize_t(s.receivers()))
     throw InputError(fmt::format("{}: has shape {}; expected {}", f.where(name), shape_string(d), expected));
+  if (d.size() == 4 && d[0] > hsize_t(std::numeric_limits<int>::max()))
+    throw InputError(fmt::format("{}: declares {} frames; at most {} are supported", f.where(name), d[0],
+                                 std::numeric_limits<int>::max()));
   const int n = d.size() == 4 ? static_cast<int>(d[0]) : 1;
   if (n == 0) throw InputError(fmt::format("{}: holds no frames", f.where(name)));
   return {n, d.size() == 3};
@@ -145,10 +149,9 @@ MeasurementSet read_measurements(const std::string& path, const MeasurementReadO
   m.grid = read_grid(f);
   if (m.grid) validate_grid(*m.grid, m.system, f.path() + ": /grid");
   std::tie(m.frames, m.single_frame) = measurement_frames(f, m.system);
-  m.measurements = f.read<cfloat>("/measurements").data;
-  check_finite(m.measurements, f, "/measurements");
-
-  if (options.load_targets && f.has("/targets")) {
+  // Every dataset is checked before anything large is read; then only the frames asked for are read.
+  const bool has_targets = f.has("/targets");
+  if (has_targets) {
     if (!m.grid) throw InputError(fmt::format("{}: /targets is present but /grid is not", path));
     const h5::Dims d = f.shape("/targets");
     const h5::Dims expected = {hsize_t(m.frames), hsize_t(m.grid->x().size), hsize_t(m.grid->y().size),
@@ -157,16 +160,34 @@ MeasurementSet read_measurements(const std::string& path, const MeasurementReadO
         !(m.single_frame && d.size() == 3 && std::equal(d.begin(), d.end(), expected.begin() + 1)))
       throw InputError(fmt::format("{}: has shape {}; expected {} (N from /measurements, sizes from /grid)",
                                    f.where("/targets"), shape_string(d), shape_string(expected)));
-    m.targets = f.read<cfloat>("/targets").data;
+    if (!f.is_complex("/targets"))
+      throw InputError(fmt::format("{}: expected complex values stored as the compound {{r, i}} of floats",
+                                   f.where("/targets")));
+  }
+  const bool has_snr = f.has("/snr_db");
+  if (has_snr) {
+    const h5::Dims d = f.shape("/snr_db");
+    if (d.size() != 1 || d[0] != hsize_t(m.frames))
+      throw InputError(fmt::format("{}: has shape {}; expected one value per frame ([{}])",
+                                   f.where("/snr_db"), shape_string(d), m.frames));
+  }
+  const int frames = options.max_frames > 0 ? std::min(options.max_frames, m.frames) : m.frames;
+  // One frame stored as [K, T, R] (or [nx, ny, nz]) has no frame axis: read it whole.
+  auto rows = [&](const std::string& name) -> std::vector<cfloat> {
+    if (m.single_frame || frames == m.frames) return f.read<cfloat>(name).data;
+    return f.read_rows<cfloat>(name, 0, hsize_t(frames)).data;
+  };
+  m.measurements = rows("/measurements");
+  check_finite(m.measurements, f, "/measurements");
+  if (options.load_targets && has_targets) {
+    m.targets = rows("/targets");
     check_finite(m.targets, f, "/targets");
   }
-  if (f.has("/snr_db")) {
-    const auto snr = f.read<float>("/snr_db");
-    if (snr.data.size() != std::size_t(m.frames))
-      throw InputError(fmt::format("{}: holds {} values; expected one per frame ({})", f.where("/snr_db"),
-                                   snr.data.size(), m.frames));
+  if (has_snr) {
+    const auto snr = frames == m.frames ? f.read<float>("/snr_db") : f.read_rows<float>("/snr_db", 0, frames);
     m.snr_db = snr.data;
   }
+  m.frames = frames;
   return m;
 }
 
@@ -176,9 +197,17 @@ void write_measurements(const std::string& path, const MeasurementSet& m,
   require(m.measurements.size() == s.samples_per_frame() * m.frames,
           fmt::format("{}: internal error: {} measurement samples for {} frames", path, m.measurements.size(),
                       m.frames));
+  // Never write what the reader would refuse (for example noise so strong that it overflows float32).
+  for (const auto* values : {&m.measurements, &m.targets})
+    for (const cfloat& v : *values)
+      if (!std::isfinite(v.real()) || !std::isfinite(v.imag()))
+        throw InputError(
+            fmt::format("{}: {} would hold non-finite values (is the SNR too low?); nothing was "
+                        "written",
+                        path, values == &m.measurements ? "/measurements" : "/targets"));
   AtomicOutput out(path, options.overwrite);
   {
-    h5::File f(out.temporary_path(), h5::File::Mode::Create);
+    h5::File f(out.temporary_path(), h5::File::Mode::Create, path);
     f.set_attribute("/", "nfmimo_format", std::string("measurements"));
     f.set_attribute("/", "nfmimo_version", static_cast<long long>(kFormatVersion));
     write_system(f, s);
@@ -202,7 +231,7 @@ void write_measurements(const std::string& path, const MeasurementSet& m,
       f.set_attribute("/snr_db", "units", std::string("dB"));
     }
     if (options.extra) options.extra(f);
-    f.flush();
+    f.close();
   }
   out.commit();
 }
@@ -213,7 +242,7 @@ void write_volumes(const std::string& path, const VolumeSet& v, bool overwrite) 
           fmt::format("{}: internal error: volume buffer size does not match the grid", path));
   AtomicOutput out(path, overwrite);
   {
-    h5::File f(out.temporary_path(), h5::File::Mode::Create);
+    h5::File f(out.temporary_path(), h5::File::Mode::Create, path);
     f.set_attribute("/", "nfmimo_format", std::string("volumes"));
     f.set_attribute("/", "nfmimo_version", static_cast<long long>(kFormatVersion));
     write_grid(f, v.grid);
@@ -231,7 +260,7 @@ void write_volumes(const std::string& path, const VolumeSet& v, bool overwrite) 
     f.set_attribute("/", "source", v.source);
     f.set_attribute("/", "device", v.device);
     if (!v.extra_json.empty()) f.set_attribute("/", "details", v.extra_json);
-    f.flush();
+    f.close();
   }
   out.commit();
 }

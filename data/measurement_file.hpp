@@ -32,7 +32,8 @@ struct MeasurementSet {
 };
 
 struct MeasurementReadOptions {
-  bool load_targets = true;
+  bool load_targets = true;  // /targets is checked (shape, complex) either way; loaded only if asked
+  int max_frames = 0;        // > 0: read only the first max_frames frames (the others are never allocated)
 };
 
 // Reads and validates a measurement file. Every problem is an InputError naming the file, the dataset and

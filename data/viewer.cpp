@@ -186,7 +186,7 @@ void write_vti(const std::string& path, const ImagingGrid& g, const std::vector<
     }
     f << "\n  </AppendedData>\n</VTKFile>\n";
     f.close();
-    if (!f) throw InputError(fmt::format("{}: writing the VTK file failed (disk full?)", path));
+    if (!f) throw InputError(fmt::format("{}: cannot write the VTK file (is the disk full?)", path));
   }
   out.commit();
 }

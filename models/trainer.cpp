@@ -177,10 +177,13 @@ const char* kStateDataset = "/checkpoint/state_json";
 
 void write_checkpoint(const std::string& path, const Model& model, const OptimizerState& optimizer,
                       const RunState& run, const json& identity) {
-  AtomicOutput out(path, true);
-  write_model(out.temporary_path(), model, true);
+  // The weights are written by write_model into the staged temporary; the optimizer state is added to it
+  // before the one rename.
+  OutputSet set(true);
+  set.add(path);
+  write_model(path, model, true);
   {
-    h5::File f(out.temporary_path(), h5::File::Mode::ReadWrite);
+    h5::File f(set.temporary(path), h5::File::Mode::ReadWrite, path);
     for (const auto* which : {&optimizer.m, &optimizer.v})
       for (const auto& [name, values] : *which)
         f.write<float>(fmt::format("/optimizer/{}/{}", which == &optimizer.m ? "m" : "v", name),
@@ -189,9 +192,9 @@ void write_checkpoint(const std::string& path, const Model& model, const Optimiz
     f.write<std::uint8_t>(kStateDataset, h5::Dims{text.size()},
                           reinterpret_cast<const std::uint8_t*>(text.data()));
     f.set_attribute("/", "checkpoint", 1LL);
-    f.flush();
+    f.close();
   }
-  out.commit();
+  set.commit();
 }
 
 struct LoadedCheckpoint {
@@ -254,12 +257,7 @@ LoadedCheckpoint read_checkpoint(const std::string& path) {
 
 void write_text(const std::string& path, const std::string& text) {
   AtomicOutput out(path, true);
-  {
-    std::ofstream f(out.temporary_path());
-    f << text;
-    f.close();
-    if (!f) throw Error(fmt::format("{}: could not write the file", path));
-  }
+  write_file_checked(out.temporary_path(), text, path);
   out.commit();
 }
 

@@ -47,7 +47,7 @@ void write_model(const std::string& path, const Model& model, bool overwrite) {
   check_parameters(specs, model.architecture, model.parameters, path);
   AtomicOutput out(path, overwrite);
   {
-    h5::File f(out.temporary_path(), h5::File::Mode::Create);
+    h5::File f(out.temporary_path(), h5::File::Mode::Create, path);
     f.set_attribute("/", "nfmimo_format", std::string("weights"));
     f.set_attribute("/", "nfmimo_version", static_cast<long long>(kWeightsFormatVersion));
     f.set_attribute("/", "architecture", model.architecture);
@@ -74,7 +74,7 @@ void write_model(const std::string& path, const Model& model, bool overwrite) {
       h5::Dims dims(t.shape.begin(), t.shape.end());
       f.write<float>(parameter_path(spec.name), dims, t.values.data());
     }
-    f.flush();
+    f.close();
   }
   out.commit();
 }

@@ -102,7 +102,9 @@ ImagingGrid ImagingGrid::paper() {
 }
 
 RadarSystem paper_system(int frequencies) {
-  require(frequencies >= 1, fmt::format("the number of frequencies must be positive (got {})", frequencies));
+  require(frequencies >= 1 && frequencies <= kMaxNamedFrequencies,
+          fmt::format("--freqs: the number of frequencies must be in 1..{} (got {})", kMaxNamedFrequencies,
+                      frequencies));
   return RadarSystem{ArrayGeometry::paper_cross(), FrequencySweep::linspace(4e9, 16e9, frequencies)};
 }
 

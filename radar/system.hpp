@@ -97,6 +97,9 @@ struct RadarSystem {
   std::size_t samples_per_frame() const { return std::size_t(frequencies()) * transmitters() * receivers(); }
 };
 
+// Named systems sweep at most this many frequencies (a sweep is a few hundred points at most in practice;
+// the cap keeps a typo such as 2000000000 from allocating gigabytes).
+inline constexpr int kMaxNamedFrequencies = 65536;
 // The paper's system by name: 12 x 13 cross array, K frequencies linspace(4 GHz, 16 GHz, K).
 RadarSystem paper_system(int frequencies = 15);
 // Named systems: "paper" (K from `frequencies`). Throws InputError for unknown names.

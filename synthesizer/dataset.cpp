@@ -51,7 +51,8 @@ void parse_shard_option(const std::string& text, int& index, int& count) {
 }
 
 void validate_dataset_spec(const DatasetSpec& s) {
-  require(s.count >= 1, fmt::format("--count must be positive (got {})", s.count));
+  require(s.count >= 1 && s.count <= kMaxDatasetCount,
+          fmt::format("--count must be in 1..{} (got {})", kMaxDatasetCount, s.count));
   require(s.shard_count >= 1 && s.shard_index >= 0 && s.shard_index < s.shard_count,
           fmt::format("--shard: {}/{} is out of range (0 <= i < n)", s.shard_index, s.shard_count));
   require(s.shard_count <= s.count,
@@ -323,11 +324,28 @@ DatasetInfo read_dataset_info(const std::string& path) {
 DatasetRunResult synthesize_dataset(const DatasetSpec& spec, const DatasetRunOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   validate_dataset_spec(spec);
-  require(o.batch >= 1, fmt::format("--batch must be positive (got {})", o.batch));
+  require(o.batch >= 1 && o.batch <= kMaxBatch,
+          fmt::format("--batch must be in 1..{} (got {})", kMaxBatch, o.batch));
   require(o.gzip_level >= 0 && o.gzip_level <= 9,
           fmt::format("--gzip must be in 0..9 (got {})", o.gzip_level));
+  require(o.stop_after >= -1, fmt::format("--stop-after must not be negative (got {})", o.stop_after));
   {
     AtomicOutput probe(o.output, true);  // the folder exists and OUT is not a folder; creates nothing
+  }
+  // One run per output at a time: the lock covers OUT.partial and OUT until the run ends, so a second run
+  // (even with --force) stops at once instead of removing or corrupting this one's file.
+  const OutputLock lock(o.output);
+  {
+    // The two batch buffers in flight, and the synthesizer's working copy of a batch: refuse before any file
+    // is made rather than fail to allocate them.
+    const std::uint64_t per_sample =
+        (spec.grid.voxels() + spec.system.samples_per_frame()) * sizeof(cfloat) + sizeof(float);
+    const std::uint64_t needed = 3 * per_sample * static_cast<std::uint64_t>(o.batch);
+    if (needed > h5::available_memory())
+      throw InputError(fmt::format(
+          "--batch {}: the batch buffers need {:.1f} GB of memory but {:.1f} GB are available; use a smaller "
+          "--batch",
+          o.batch, needed / 1e9, h5::available_memory() / 1e9));
   }
   const std::string out = o.output, partial = partial_path(o.output);
   DatasetRunResult result;
@@ -505,7 +523,7 @@ std::int64_t merge_datasets(const std::vector<std::string>& inputs, const std::s
 
   AtomicOutput out(output, o.force);
   {
-    h5::File f(out.temporary_path(), h5::File::Mode::Create);
+    h5::File f(out.temporary_path(), h5::File::Mode::Create, output);
     create_dataset_file(f, merged, 0, o.gzip_level, device);
     constexpr std::int64_t kRowsPerCopy = 64;  // bounded memory whatever the dataset size
     for (const auto& [path, info] : parts) {
@@ -518,7 +536,7 @@ std::int64_t merge_datasets(const std::vector<std::string>& inputs, const std::s
       }
     }
     f.set_attribute("/", "complete", 1LL);
-    f.flush();
+    f.close();
   }
   out.commit();
   return run.count;

@@ -21,6 +21,11 @@
 
 namespace nfmimo {
 
+// Bounds of the run options: far beyond any real dataset or batch, they keep a typo from meaning months of
+// work or terabytes of memory.
+inline constexpr std::int64_t kMaxDatasetCount = std::int64_t(1) << 40;
+inline constexpr int kMaxBatch = 65536;
+
 // What makes the samples of a file: sample i depends only on (config, seed, i), given the system and grid.
 struct DatasetSpec {
   SceneConfig config;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -9,6 +10,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "data/atomic_file.hpp"
 #include "radar/error.hpp"
 #include "radar/random.hpp"
 #include "synthesizer/raster.hpp"
@@ -148,10 +150,13 @@ void validate_scene_config(const SceneConfig& c, const std::string& source) {
                       c.min_plate_voxels, c.max_plate_voxels));
   require(c.supersampling >= 1 && c.supersampling <= 16,
           fmt::format("{}: supersampling must be in [1, 16] (got {})", source, c.supersampling));
-  require(!c.noise ||
-              (std::isfinite(c.min_snr_db) && std::isfinite(c.max_snr_db) && c.min_snr_db <= c.max_snr_db),
-          fmt::format("{}: the SNR range must be finite with min <= max (got {} to {} dB)", source,
-                      c.min_snr_db, c.max_snr_db));
+  // Below -100 dB the noise overflows float32 (the file would hold infinities); above 300 dB it is below
+  // float32's resolution.
+  require(!c.noise || (std::isfinite(c.min_snr_db) && std::isfinite(c.max_snr_db) &&
+                       c.min_snr_db <= c.max_snr_db && c.min_snr_db >= -100 && c.max_snr_db <= 300),
+          fmt::format(
+              "{}: the SNR range must be finite, within [-100, 300] dB, with min <= max (got {} to {} dB)",
+              source, c.min_snr_db, c.max_snr_db));
 }
 
 SceneConfig parse_scene_config(const std::string& text, const std::string& source) {
@@ -203,6 +208,10 @@ SceneConfig parse_scene_config(const std::string& text, const std::string& sourc
 }
 
 SceneConfig read_scene_config(const std::string& path) {
+  require_regular_file(path);  // a FIFO or device would block or never end
+  std::error_code ec;
+  require(std::filesystem::file_size(path, ec) <= (1u << 20),
+          fmt::format("{}: is larger than 1 MB; a scene configuration is a small JSON object", path));
   std::ifstream in(path);
   require(in.good(), fmt::format("{}: cannot read the configuration file", path));
   std::stringstream s;

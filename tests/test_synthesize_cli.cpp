@@ -81,8 +81,8 @@ TEST(SynthesizeCli, BadInputIsExitCode2WithOneClearMessageAndNoFile) {
   }
   const std::string out = dir / "out.h5";
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"--count 0", "--count must be positive (got 0)"},
-      {"--count -5", "--count must be positive (got -5)"},
+      {"--count 0", "--count must be in 1..1099511627776 (got 0)"},
+      {"--count -5", "--count must be in 1..1099511627776 (got -5)"},
       {"--count abc", "--count"},
       {"", "--count is required"},
       {"--count 4 --snr abc", "--snr: 'abc' is not a number of dB"},
@@ -93,7 +93,7 @@ TEST(SynthesizeCli, BadInputIsExitCode2WithOneClearMessageAndNoFile) {
       {"--count 4 --shard 0/8", "would leave shards empty"},
       {"--count 4 --config " + dir / "sphere.json", "unknown object type 'sphere'"},
       {"--count 4 --config " + dir / "typo.json", "unknown key 'object'"},
-      {"--count 4 --config " + dir / "missing.json", "cannot read the configuration file"},
+      {"--count 4 --config " + dir / "missing.json", "missing.json: no such file"},
       {"--count 4 --types ellipsoid,cube", "unknown object type 'cube'"},
       {"--count 4 --objects 0:3", "objects per scene"},
       {"--count 4 --phase wild", "--phase"},

@@ -1,5 +1,6 @@
 // nfmimo bench: throughput and latency of the physics operators (and, as they land, the learned pipelines) on
 // the CPU and the GPU, with floors and a correctness check per row. See docs/performance.md.
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -31,7 +32,7 @@ struct BenchOptions {
               system = "paper";
   std::string json, csv, grid = "paper", precisions = "fp32,tf32,fp16", train_batches = "32", model;
   int freqs = 15, width = 0;
-  bool quick = false;
+  bool quick = false, force = false;
   double seconds = 5;
 };
 
@@ -134,6 +135,12 @@ std::vector<int> parse_batches(const std::string& text, const char* option) {
 }
 
 void run(const BenchOptions& o) {
+  // Everything is checked before any work: the outputs (folder, overwrite rule, collisions, lock) too.
+  require(std::isfinite(o.seconds) && o.seconds > 0 && o.seconds <= 86400,
+          fmt::format("--seconds must be a positive number of seconds up to 86400 (got {})", o.seconds));
+  OutputSet outputs(o.force);
+  outputs.add(o.json, "--json");
+  outputs.add(o.csv, "--csv");
   const RadarSystem s = named_system(o.system, o.freqs);
   const ImagingGrid g = parse_grid(o.grid);
   validate_grid(g, s, "--grid");
@@ -312,13 +319,14 @@ void run(const BenchOptions& o) {
     }
   for (std::size_t i = 0; i < rows.size(); ++i)
     report["rows"].push_back(bench::to_json(rows[i], row_ceilings[i]));
-  bench::print_table(rows, row_ceilings);
   if (!o.json.empty()) {
-    AtomicOutput out(o.json, true);
-    std::ofstream(out.temporary_path()) << report.dump(2) << "\n";
+    AtomicOutput out(o.json, o.force);
+    write_file_checked(out.temporary_path(), report.dump(2) + "\n", o.json);
     out.commit();
   }
   if (!o.csv.empty()) bench::write_csv(o.csv, rows, row_ceilings);
+  outputs.commit();
+  bench::print_table(rows, row_ceilings);
   for (const auto& r : rows)
     if (!r.check_passed)
       throw Error(
@@ -358,6 +366,7 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   c->add_option("--json", o->json, "Write the report as JSON");
   c->add_option("--csv", o->csv, "Write the rows as CSV");
+  c->add_flag("--force,-f", o->force, "Replace existing output files");
   c->add_flag("--quick", o->quick, "Few iterations (CI): checks that every row is complete and correct");
   c->callback([o] { run(*o); });
 }

@@ -94,6 +94,8 @@ std::map<std::string, std::string> parse_params(const std::vector<std::string>& 
     const auto eq = p.find('=');
     require(eq != std::string::npos && eq > 0,
             fmt::format("--param '{}' is not key=value or method.key=value", p));
+    require(!out.count(p.substr(0, eq)),
+            fmt::format("--param '{}': '{}' is given twice; give each parameter once", p, p.substr(0, eq)));
     out[p.substr(0, eq)] = p.substr(eq + 1);
   }
   return out;
@@ -130,31 +132,30 @@ std::string csv_field(const std::string& s) {
 
 void write_text(const std::string& path, const std::string& text, bool force) {
   AtomicOutput out(path, force);
-  {
-    std::ofstream f(out.temporary_path());
-    f << text;
-    f.close();
-    if (!f) throw Error(fmt::format("{}: could not write the file", path));
-  }
+  write_file_checked(out.temporary_path(), text, path);
   out.commit();
 }
 
 void run(const EvaluateOptions& o) {
-  // Outputs are checked before any work, so a run that would fail at the end fails at once.
-  for (const std::string* path : {&o.json, &o.csv, &o.png}) {
-    if (path->empty()) continue;
-    require_distinct_paths(o.data, *path);
-    AtomicOutput probe(*path, o.force);
-  }
-  require(o.batch >= 1, fmt::format("--batch must be positive (got {})", o.batch));
+  // The outputs are one set: checked before any work (folders, overwrite rule, collisions, locks) and renamed
+  // into place together at the end, so a failure leaves none of them behind.
+  OutputSet outputs(o.force);
+  outputs.add(o.json, "--json", {o.data});
+  outputs.add(o.csv, "--csv", {o.data});
+  outputs.add(o.png, "--png", {o.data});
+  require(o.batch >= 1 && o.batch <= 65536, fmt::format("--batch must be in 1..65536 (got {})", o.batch));
   require(o.frames >= 0, fmt::format("--frames must not be negative (got {})", o.frames));
   require(o.png_frames >= 1, fmt::format("--png-frames must be positive (got {})", o.png_frames));
   const std::vector<MethodInstance> methods = split_methods(o.methods);
   const auto params = parse_params(o.params);
   const auto models = parse_models(o.models, methods);
-  for (const auto& [key, path] : models) require_distinct_paths(o.data, path);
+  for (const auto& [key, path] : models) {
+    require_distinct_paths(o.data, path);
+    for (const std::string* out : {&o.json, &o.csv, &o.png})
+      if (!out->empty()) require_distinct_paths(path, *out);
+  }
 
-  MeasurementSet m = read_measurements(o.data, {.load_targets = true});
+  MeasurementSet m = read_measurements(o.data, {.load_targets = true, .max_frames = o.frames});
   require(!m.targets.empty(),
           fmt::format("{}: no /targets dataset; evaluate needs the ground truth of every frame "
                       "(see docs/formats.md)",
@@ -186,8 +187,8 @@ void run(const EvaluateOptions& o) {
   std::printf("evaluating %zu method%s on %d frame%s of %s (%s)\n", methods.size(),
               methods.size() == 1 ? "" : "s", frames, frames == 1 ? "" : "s", o.data.c_str(),
               describe(m.system).c_str());
-  std::printf("%-16s %16s %16s %16s %18s %12s  %s\n", "method", "PSNR dB", "SSIM 3D", "SSIM 2D", "NMSE",
-              "ms/frame", "device");
+  // The table header comes with the first result, so an error in the first method is not followed by it.
+  bool header = false;
   std::vector<std::string> result_models;
   for (const auto& method : methods) {
     // Parameters scoped to the method's name apply to every instance; those scoped to NAME@TAG win.
@@ -202,6 +203,10 @@ void run(const EvaluateOptions& o) {
     e.name = method.spec;
     result_models.push_back(model != models.end() && is_learned(method.name) ? model->second : "");
     const std::string name = method.spec;
+    if (!header)
+      std::printf("%-16s %16s %16s %16s %18s %12s  %s\n", "method", "PSNR dB", "SSIM 3D", "SSIM 2D", "NMSE",
+                  "ms/frame", "device");
+    header = true;
     auto pm = [](const Summary& s, int digits) {
       return fmt::format("{:.{}f} +- {:.{}f}", s.mean, digits, s.std, digits);
     };
@@ -278,6 +283,7 @@ void run(const EvaluateOptions& o) {
     fo.title = fmt::format("{}: maximum-intensity projections", o.data);
     write_projection_png(o.png, grid, rows, fo, o.force);
   }
+  outputs.commit();
 }
 
 }  // namespace

@@ -25,29 +25,39 @@ struct ReconstructOptions {
   int batch = 64;
 };
 
-// Checks every output path before any work is done, so a run that would fail at the end fails at once and
-// leaves nothing behind.
-void check_outputs(const ReconstructOptions& o) {
-  for (const std::string* path : {&o.output, &o.png, &o.vti}) {
-    if (path->empty()) continue;
-    require_distinct_paths(o.input, *path);
-    AtomicOutput probe(*path, o.force);  // validates folder and overwrite rules; creates nothing
-  }
-}
-
 std::map<std::string, std::string> parse_params(const std::vector<std::string>& params) {
   std::map<std::string, std::string> out;
   for (const auto& p : params) {
     const auto eq = p.find('=');
     require(eq != std::string::npos && eq > 0, fmt::format("--param '{}' is not key=value", p));
+    require(!out.count(p.substr(0, eq)),
+            fmt::format("--param '{}': '{}' is given twice; give each parameter once", p, p.substr(0, eq)));
     out[p.substr(0, eq)] = p.substr(eq + 1);
   }
   return out;
 }
 
 void run(const ReconstructOptions& o) {
-  check_outputs(o);
-  require(o.batch >= 1, fmt::format("--batch must be positive (got {})", o.batch));
+  // The outputs are one set: checked (folders, overwrite rule, collisions, locks) before any work, and
+  // renamed into place together once all of them are written, so a failure leaves none of them behind.
+  OutputSet outputs(o.force);
+  outputs.add(o.output, "--out", {o.input, o.model});
+  outputs.add(o.png, "--png", {o.input, o.model});
+  outputs.add(o.vti, "--vti", {o.input, o.model});
+  require(o.batch >= 1 && o.batch <= 65536, fmt::format("--batch must be in 1..65536 (got {})", o.batch));
+  // Options that the chosen method would silently ignore are refused: they are a mistake the user should see.
+  bool learned = false;
+  for (const auto& e : learned_methods()) learned = learned || e.name == o.method;
+  const bool tunable = o.method == "l1" || o.method == "tv" || o.method == "pnp";
+  if (!tunable)
+    for (const auto& [key, value] : parse_params(o.params))
+      require(learned && key == "precision",
+              fmt::format("--param {}={}: method '{}' has no parameter '{}'{}", key, value, o.method, key,
+                          learned ? " (learned methods take precision)" : " (it takes no --param)"));
+  if (!learned && o.method != "pnp")  // pnp's --model is its denoiser
+    require(o.model.empty(),
+            fmt::format("--model: method '{}' uses no weights; drop --model, or choose a learned method",
+                        o.method));
   MeasurementSet m = read_measurements(o.input, {.load_targets = false});
   ImagingGrid grid;
   if (!o.grid.empty())
@@ -105,6 +115,7 @@ void run(const ReconstructOptions& o) {
     for (int n = 0; n < m.frames; ++n) frames.push_back(mag.data() + n * V);
     write_vti(o.vti, grid, frames, "magnitude", o.force);
   }
+  outputs.commit();
   std::printf("reconstructed %d frame%s with %s on %s in %.1f ms (%.3f ms/frame) -> %s\n", m.frames,
               m.frames == 1 ? "" : "s", v.method.c_str(), v.device.c_str(), ms, ms / m.frames,
               o.output.c_str());

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "data/atomic_file.hpp"
 #include "data/measurement_file.hpp"
 #include "radar/error.hpp"
 #include "radar/simulation.hpp"
@@ -18,10 +19,13 @@ struct SimulateOptions {
   int freqs = 15;
   double snr_db = NAN;
   std::uint64_t seed = 1;
-  bool force = false;
+  bool force = false, snr_given = false;
 };
 
 void run(const SimulateOptions& o) {
+  if (o.snr_given) check_snr_db(o.snr_db, "--snr");
+  OutputSet outputs(o.force);
+  outputs.add(o.output, "--out");
   const RadarSystem system = named_system(o.system, o.freqs);
   const ImagingGrid grid = parse_grid(o.grid);
   validate_grid(grid, system, "--grid");
@@ -31,7 +35,7 @@ void run(const SimulateOptions& o) {
   m.grid = grid;
   m.frames = 1;
   m.measurements = point_measurements(system, points);
-  if (!std::isnan(o.snr_db)) {
+  if (o.snr_given) {
     add_noise(m.measurements, o.snr_db, o.seed, 0);
     m.snr_db = {static_cast<float>(o.snr_db)};
   }
@@ -52,9 +56,10 @@ void run(const SimulateOptions& o) {
     m.targets[grid.index(ix, iy, iz)] += cfloat(static_cast<float>(p.amplitude));
   }
   write_measurements(o.output, m, {.overwrite = o.force});
+  outputs.commit();
   std::printf("simulated %zu point%s with %s%s -> %s\n", points.size(), points.size() == 1 ? "" : "s",
-              describe(system).c_str(),
-              std::isnan(o.snr_db) ? "" : fmt::format(", SNR {} dB", o.snr_db).c_str(), o.output.c_str());
+              describe(system).c_str(), !o.snr_given ? "" : fmt::format(", SNR {} dB", o.snr_db).c_str(),
+              o.output.c_str());
 }
 
 }  // namespace
@@ -72,7 +77,10 @@ void add_simulate_command(CLI::App& app) {
   c->add_option("--grid", o->grid, "Grid stored with the file: 'paper' or 'x0:x1:nx,y0:y1:ny,z0:z1:nz'")
       ->capture_default_str();
   c->add_flag("--force,-f", o->force, "Replace an existing output file");
-  c->callback([o] { run(*o); });
+  c->callback([o, c] {
+    o->snr_given = c->count("--snr") > 0;
+    run(*o);
+  });
 }
 
 }  // namespace nfmimo

@@ -106,8 +106,12 @@ void run_synthesize(const SynthesizeOptions& o, const CLI::App& c) {
   ro.resume = o.resume;
   ro.gzip_level = o.gzip;
   ro.device = parse_device(o.device);
-  require(o.batch >= 0, fmt::format("--batch must be positive (got {})", o.batch));
-  ro.batch = o.batch > 0 ? o.batch : (resolve_device(ro.device) == DeviceKind::Cuda ? 1024 : 64);
+  if (c.count("--batch"))
+    require(o.batch >= 1 && o.batch <= kMaxBatch,
+            fmt::format("--batch must be in 1..{} (got {})", kMaxBatch, o.batch));
+  ro.batch = c.count("--batch") ? o.batch : (resolve_device(ro.device) == DeviceKind::Cuda ? 1024 : 64);
+  if (c.count("--stop-after"))
+    require(o.stop_after >= 0, fmt::format("--stop-after must not be negative (got {})", o.stop_after));
   ro.stop_after = o.stop_after;
   ro.cancel = &stop_requested();
   std::unique_ptr<ProgressBar> bar;

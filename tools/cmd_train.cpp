@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <regex>
 
@@ -90,8 +91,40 @@ void run_train(const TrainOptions& o, const CLI::App& c) {
           fmt::format("--sigma-max must be a finite number >= 0 (got {})", o.sigma_max));
   require(o.synthesize != !o.data.empty(),
           "give exactly one data source: --synthesize, or --data FILE --val FILE");
-  require(o.batch >= 1, fmt::format("--batch must be positive (got {})", o.batch));
-  require(o.freqs >= 1, fmt::format("--freqs must be positive (got {})", o.freqs));
+  // Every option is checked here, before the validation set or any file is made.
+  require(o.batch >= 1 && o.batch <= 65536, fmt::format("--batch must be in 1..65536 (got {})", o.batch));
+  require(o.freqs >= 1 && o.freqs <= kMaxNamedFrequencies,
+          fmt::format("--freqs must be in 1..{} (got {})", kMaxNamedFrequencies, o.freqs));
+  require(o.epochs >= 0 && o.epochs <= 1000000,
+          fmt::format("--epochs must be in 0..1000000 (got {})", o.epochs));
+  require(o.width >= 0 && o.width <= 1024,
+          fmt::format("--width must be in 0..1024 (0: the default; got {})", o.width));
+  require(o.blocks >= 0 && o.blocks <= 256, fmt::format("--blocks must be in 0..256 (got {})", o.blocks));
+  require(o.patience >= 0, fmt::format("--patience must not be negative (got {})", o.patience));
+  if (given("--val-count"))
+    require(o.val_count >= 1 && o.val_count <= 1000000,
+            fmt::format("--val-count must be in 1..1000000 (got {})", o.val_count));
+  // epoch-size / batch batches per epoch must fit the trainer's 32-bit batch index.
+  require(o.epoch_size >= 1 && o.epoch_size / o.batch <= std::numeric_limits<int>::max(),
+          fmt::format("--epoch-size must be in 1..{} for --batch {} (got {})",
+                      std::int64_t(std::numeric_limits<int>::max()) * o.batch, o.batch, o.epoch_size));
+  if (given("--stop-after-steps"))
+    require(o.stop_after_steps >= 0,
+            fmt::format("--stop-after-steps must not be negative (got {})", o.stop_after_steps));
+  require(std::isfinite(o.lr) && o.lr > 0 && o.lr <= 10,
+          fmt::format("--lr must be a positive number up to 10 (got {})", o.lr));
+  require(std::isfinite(o.weight_decay) && o.weight_decay >= 0,
+          fmt::format("--weight-decay must be a finite number >= 0 (got {})", o.weight_decay));
+  require(std::isfinite(o.clip) && o.clip >= 0,
+          fmt::format("--clip must be a finite number >= 0 (got {})", o.clip));
+  require(std::isfinite(o.ssim_weight) && o.ssim_weight >= 0,
+          fmt::format("--ssim-weight must be a finite number >= 0 (got {})", o.ssim_weight));
+  require(std::isfinite(o.min_lr) && o.min_lr >= 0,
+          fmt::format("--min-lr must be a finite number >= 0 (got {})", o.min_lr));
+  require(std::isfinite(o.factor) && o.factor > 0 && o.factor < 1,
+          fmt::format("--factor must be in (0, 1) (got {})", o.factor));
+  require(std::isfinite(o.smooth) && o.smooth >= 0 && o.smooth <= 1,
+          fmt::format("--smooth must be in [0, 1] (got {})", o.smooth));
   const nn::Precision precision = nn::parse_precision(o.precision);
   const bool composite = nn::is_composite_architecture(o.arch);
   // The composites (dense first stage + CV U-Net) train on the CPU only so far: `auto` means the CPU for
@@ -128,6 +161,14 @@ void run_train(const TrainOptions& o, const CLI::App& c) {
       if (std::filesystem::exists(*p))
         throw InputError(
             fmt::format("{} exists: continue its run with --resume, or start over with --force", *p));
+  // The outputs are locked for the whole run (a second train on the same --out stops at once), which also
+  // proves their folders writable before any work.
+  std::vector<std::unique_ptr<OutputLock>> locks;
+  for (const std::string& p : {o.output, checkpoint, nn::sibling_path(o.output, ".log.csv"),
+                               nn::sibling_path(o.output, ".log.json")}) {
+    AtomicOutput probe(p, true);  // the folder exists and the path is not a folder
+    locks.push_back(std::make_unique<OutputLock>(p));
+  }
   // Physics for host batches: the GPU when training there (or when auto finds one), else the CPU.
   const DeviceKind physics = resolve_device(device);
 

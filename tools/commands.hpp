@@ -34,6 +34,17 @@ void set_command_line(int argc, char** argv);
 const std::string& command_line();
 
 // Shared option parsing.
+// Makes every integer option of `app` and its subcommands strict: plain decimal digits (no 1e18, no hex or
+// octal, no fraction) whose value fits the 64-bit type, else a parse error naming the option. Each command
+// still checks its own ranges.
+void make_integer_options_strict(CLI::App& app);
+// The largest --threads accepted: 4x the hardware threads (beyond that the OpenMP runtime only slows down,
+// and very large counts crash it).
+int max_threads();
+// SNR in dB accepted by every option that adds noise: finite and within [kMinSnrDb, kMaxSnrDb] (below, the
+// noise overflows float32; above, it is below float32's resolution anyway).
+inline constexpr double kMinSnrDb = -100, kMaxSnrDb = 300;
+void check_snr_db(double snr_db, const std::string& option);
 // "x0:x1:n,y0:y1:n,z0:z1:n" (metres) or "paper".
 ImagingGrid parse_grid(const std::string& text);
 

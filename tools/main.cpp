@@ -15,7 +15,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("nfmimo ") + NFMIMO_VERSION);
   app.require_subcommand(1);
   int threads = 0;
-  app.add_option("--threads", threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", threads, "CPU threads (default: all cores; at most 4x the hardware threads)")
+      ->check(CLI::Range(0, nfmimo::max_threads()));
   app.parse_complete_callback([&] {
     if (threads > 0) omp_set_num_threads(threads);
   });
@@ -29,6 +30,7 @@ int main(int argc, char** argv) {
   nfmimo::add_train_command(app);
   nfmimo::add_import_command(app);
   nfmimo::add_interop_commands(app);
+  nfmimo::make_integer_options_strict(app);
   nfmimo::set_command_line(argc, argv);
 
   try {
@@ -48,7 +50,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "nfmimo: error: %s\n", e.what());
     return 2;
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "nfmimo: error: out of host memory\n");
+    std::fprintf(stderr,
+                 "nfmimo: error: out of host memory (a size given or declared is too large for this machine: "
+                 "reduce --batch, --count or the grid, or use a smaller file)\n");
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nfmimo: internal error: %s\n", e.what());

@@ -1,5 +1,8 @@
+#include <charconv>
+#include <cmath>
 #include <filesystem>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -31,6 +34,61 @@ void set_command_line(int argc, char** argv) {
 
 const std::string& command_line() { return stored_command_line(); }
 
+namespace {
+void strict_integers(CLI::App& app) {
+  for (CLI::Option* opt : app.get_options()) {
+    const std::string type = opt->get_type_name();
+    if (type != "INT" && type != "UINT") continue;
+    if (opt->get_type_size() == 0) continue;  // a flag
+    const bool is_unsigned = type == "UINT";
+    opt->transform(CLI::Validator(
+        [is_unsigned](std::string& text) -> std::string {
+          std::string digits = text;
+          bool negative = false;
+          if (!digits.empty() && (digits[0] == '+' || digits[0] == '-')) {
+            negative = digits[0] == '-';
+            digits.erase(0, 1);
+          }
+          if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos)
+            return fmt::format("'{}' is not a whole number (write it in plain digits)", text);
+          if (negative && is_unsigned)
+            return fmt::format("{} is negative; expected a non-negative number", text);
+          const std::size_t nz = digits.find_first_not_of('0');
+          digits = nz == std::string::npos ? "0" : digits.substr(nz);  // "010" is ten, not octal eight
+          const std::string normal = (negative ? "-" : "") + digits;
+          bool fits = false;
+          if (is_unsigned) {
+            std::uint64_t v = 0;
+            const auto r = std::from_chars(normal.data(), normal.data() + normal.size(), v);
+            fits = r.ec == std::errc() && r.ptr == normal.data() + normal.size();
+          } else {
+            std::int64_t v = 0;
+            const auto r = std::from_chars(normal.data(), normal.data() + normal.size(), v);
+            fits = r.ec == std::errc() && r.ptr == normal.data() + normal.size();
+          }
+          if (!fits) return fmt::format("{} is out of range", text);
+          text = normal;
+          return {};
+        },
+        "", "strict integer"));
+  }
+  for (CLI::App* sub : app.get_subcommands({})) strict_integers(*sub);
+}
+}  // namespace
+
+void make_integer_options_strict(CLI::App& app) { strict_integers(app); }
+
+int max_threads() {
+  const unsigned hw = std::thread::hardware_concurrency();
+  return 4 * static_cast<int>(hw > 0 ? hw : 1);
+}
+
+void check_snr_db(double snr_db, const std::string& option) {
+  require(std::isfinite(snr_db) && snr_db >= kMinSnrDb && snr_db <= kMaxSnrDb,
+          fmt::format("{}: {} dB is not a usable SNR; give a number of dB in [{}, {}]", option, snr_db,
+                      kMinSnrDb, kMaxSnrDb));
+}
+
 ImagingGrid parse_grid(const std::string& text) {
   if (text == "paper") return ImagingGrid::paper();
   std::vector<Axis> axes;
@@ -43,8 +101,14 @@ ImagingGrid parse_grid(const std::string& text) {
     std::stringstream s(part);
     if (!(s >> a >> c1 >> b >> c2 >> n) || c1 != ':' || c2 != ':' || !(s >> std::ws).eof())
       throw InputError(fmt::format("--grid: '{}' is not 'first:last:count' (metres)", part));
-    require(n >= 1, fmt::format("--grid: '{}' needs a positive count", part));
+    require(n >= 1 && n <= 100000, fmt::format("--grid: '{}' needs a count in 1..100000", part));
+    require(std::isfinite(a) && std::isfinite(b), fmt::format("--grid: '{}' has a non-finite bound", part));
     require(n == 1 || b > a, fmt::format("--grid: '{}' must increase", part));
+    require(
+        n > 1 || a == b,
+        fmt::format("--grid: '{}' has one point but two different bounds; write '{}:{}:1' for one point at "
+                    "{}, or give more points",
+                    part, a, a, a));
     axes.push_back(Axis::linspace(a, b, n));
   }
   require(axes.size() == 3, fmt::format("--grid: '{}' needs three axes 'x0:x1:nx,y0:y1:ny,z0:z1:nz'", text));

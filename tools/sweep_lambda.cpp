@@ -147,10 +147,7 @@ void run(const SweepOptions& o) {
     }
   if (!o.csv.empty()) {
     AtomicOutput out(o.csv, o.force);
-    if (FILE* f = std::fopen(out.temporary_path().c_str(), "w")) {
-      std::fputs(csv.c_str(), f);
-      std::fclose(f);
-    }
+    write_file_checked(out.temporary_path(), csv, o.csv);
     out.commit();
   }
 }

@@ -60,7 +60,8 @@ Stats summarise(std::vector<double> s) {
   return st;
 }
 
-std::vector<double> time_calls(const TimingRules& rules, const std::function<void()>& call, CUstream_st* stream) {
+std::vector<double> time_calls(const TimingRules& rules, const std::function<void()>& call,
+                               CUstream_st* stream) {
   std::vector<double> samples;
   std::unique_ptr<GpuEventTimer> timer;
   if (stream) timer = std::make_unique<GpuEventTimer>();
@@ -76,7 +77,8 @@ std::vector<double> time_calls(const TimingRules& rules, const std::function<voi
     } else {
       const auto t0 = std::chrono::steady_clock::now();
       call();
-      samples.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      samples.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     }
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
     const int n = static_cast<int>(samples.size());
@@ -159,8 +161,11 @@ nlohmann::json to_json(const Row& r, const Ceilings& c) {
   j["precision"] = r.precision;
   j["batch"] = r.batch;
   j["iterations"] = r.compute.iterations;
-  j["latency_ms"] = {{"p50", r.compute.median_ms}, {"p10", r.compute.p10_ms}, {"p90", r.compute.p90_ms},
-                     {"p99", r.compute.p99_ms}, {"mean", r.compute.mean_ms}};
+  j["latency_ms"] = {{"p50", r.compute.median_ms},
+                     {"p10", r.compute.p10_ms},
+                     {"p90", r.compute.p90_ms},
+                     {"p99", r.compute.p99_ms},
+                     {"mean", r.compute.mean_ms}};
   const double us = r.compute.median_ms * 1e3 / r.batch;
   j["us_per_volume"] = us;
   j["volumes_per_s"] = r.compute.median_ms > 0 ? r.batch / (r.compute.median_ms * 1e-3) : 0;
@@ -171,11 +176,13 @@ nlohmann::json to_json(const Row& r, const Ceilings& c) {
   j["bytes_per_volume"] = r.bytes_per_volume;
   const double f = floor_us(r, c);
   j["floor_us_per_volume"] = f;
-  j["floor_bound"] = (c.flops_per_s > 0 && r.flops_per_volume / c.flops_per_s >= r.bytes_per_volume / c.bytes_per_s)
-                         ? "flops"
-                         : "bytes";
+  j["floor_bound"] =
+      (c.flops_per_s > 0 && r.flops_per_volume / c.flops_per_s >= r.bytes_per_volume / c.bytes_per_s)
+          ? "flops"
+          : "bytes";
   j["times_floor"] = f > 0 ? us / f : 0;
-  j["achieved_gflops"] = r.compute.median_ms > 0 ? r.flops_per_volume * r.batch / (r.compute.median_ms * 1e-3) / 1e9 : 0;
+  j["achieved_gflops"] =
+      r.compute.median_ms > 0 ? r.flops_per_volume * r.batch / (r.compute.median_ms * 1e-3) / 1e9 : 0;
   j["device_memory_bytes"] = r.device_memory_bytes;
   j["check"] = {{"relative_error", r.check_error},
                 {"tolerance", r.check_tolerance},
@@ -185,34 +192,36 @@ nlohmann::json to_json(const Row& r, const Ceilings& c) {
 }
 
 void print_table(const std::vector<Row>& rows, const std::vector<Ceilings>& ceilings) {
-  std::printf("%-16s %-6s %-5s %-5s %6s %10s %10s %10s %12s %12s %10s %8s  %s\n", "op", "mode", "dev", "prec", "batch",
-              "p50 ms", "p90 ms", "p99 ms", "us/volume", "volumes/s", "floor us", "x floor", "check");
+  std::printf("%-16s %-6s %-5s %-5s %6s %10s %10s %10s %12s %12s %10s %8s  %s\n", "op", "mode", "dev", "prec",
+              "batch", "p50 ms", "p90 ms", "p99 ms", "us/volume", "volumes/s", "floor us", "x floor",
+              "check");
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
     const double us = r.compute.median_ms * 1e3 / r.batch;
     const double f = floor_us(r, ceilings[i]);
-    std::printf("%-16s %-6s %-5s %-5s %6d %10.4f %10.4f %10.4f %12.3f %12.1f %10.3f %8.2f  %s (%.1e)\n", r.op.c_str(),
-                r.mode.c_str(), r.device.c_str(), r.precision.c_str(), r.batch, r.compute.median_ms, r.compute.p90_ms,
-                r.compute.p99_ms, us, r.batch / (r.compute.median_ms * 1e-3), f, f > 0 ? us / f : 0.0,
+    std::printf("%-16s %-6s %-5s %-5s %6d %10.4f %10.4f %10.4f %12.3f %12.1f %10.3f %8.2f  %s (%.1e)\n",
+                r.op.c_str(), r.mode.c_str(), r.device.c_str(), r.precision.c_str(), r.batch,
+                r.compute.median_ms, r.compute.p90_ms, r.compute.p99_ms, us,
+                r.batch / (r.compute.median_ms * 1e-3), f, f > 0 ? us / f : 0.0,
                 r.check_passed ? "ok" : "FAILED", r.check_error);
   }
 }
 
 void write_csv(const std::string& path, const std::vector<Row>& rows, const std::vector<Ceilings>& ceilings) {
-  AtomicOutput out(path, true);
-  {
-    std::ofstream f(out.temporary_path());
-    f << "op,mode,device,precision,batch,iterations,p50_ms,p10_ms,p90_ms,p99_ms,us_per_volume,volumes_per_s,"
-         "upload_ms,download_ms,floor_us_per_volume,times_floor,check_error,check_passed\n";
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-      const Row& r = rows[i];
-      const double us = r.compute.median_ms * 1e3 / r.batch, fl = floor_us(r, ceilings[i]);
-      f << fmt::format("{},{},{},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.4f},{:.2f},{:.6f},{:.6f},{:.4f},{:.3f},{:.3e},{}\n",
-                       r.op, r.mode, r.device, r.precision, r.batch, r.compute.iterations, r.compute.median_ms,
-                       r.compute.p10_ms, r.compute.p90_ms, r.compute.p99_ms, us, r.batch / (r.compute.median_ms * 1e-3),
-                       r.upload_ms, r.download_ms, fl, fl > 0 ? us / fl : 0.0, r.check_error, r.check_passed);
-    }
+  std::string text =
+      "op,mode,device,precision,batch,iterations,p50_ms,p10_ms,p90_ms,p99_ms,us_per_volume,volumes_per_s,"
+      "upload_ms,download_ms,floor_us_per_volume,times_floor,check_error,check_passed\n";
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const Row& r = rows[i];
+    const double us = r.compute.median_ms * 1e3 / r.batch, fl = floor_us(r, ceilings[i]);
+    text += fmt::format(
+        "{},{},{},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.4f},{:.2f},{:.6f},{:.6f},{:.4f},{:.3f},{:.3e},{}\n",
+        r.op, r.mode, r.device, r.precision, r.batch, r.compute.iterations, r.compute.median_ms,
+        r.compute.p10_ms, r.compute.p90_ms, r.compute.p99_ms, us, r.batch / (r.compute.median_ms * 1e-3),
+        r.upload_ms, r.download_ms, fl, fl > 0 ? us / fl : 0.0, r.check_error, r.check_passed);
   }
+  AtomicOutput out(path, true);  // staged by the command's OutputSet, which applies --force
+  write_file_checked(out.temporary_path(), text, path);
   out.commit();
 }
 
