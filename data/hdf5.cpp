@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "data/file_image.hpp"
 #include "radar/error.hpp"
 
 namespace nfmimo::h5 {
@@ -20,6 +21,14 @@ hid_t make_complex_type(hid_t component, std::size_t size) {
 
 template <class T>
 constexpr bool is_complex_v = std::is_same_v<T, cfloat> || std::is_same_v<T, cdouble>;
+
+// The image a ScopedFileImage registered on this thread (path empty when none).
+struct FileImage {
+  std::string path;
+  const void* data = nullptr;
+  std::size_t size = 0;
+};
+thread_local FileImage t_file_image;
 
 Handle dataspace_of(hid_t dataset) { return Handle(H5Dget_space(dataset), H5Sclose); }
 
@@ -107,8 +116,26 @@ hid_t memory_type<cdouble>() {
   return t;
 }
 
+ScopedFileImage::ScopedFileImage(std::string path, const void* data, std::size_t size) {
+  t_file_image = FileImage{std::move(path), data, size};
+}
+
+ScopedFileImage::~ScopedFileImage() { t_file_image = FileImage{}; }
+
 File::File(const std::string& path, Mode mode) : path_(path) {
   silence_library_errors();
+  if (mode == Mode::Read && !t_file_image.path.empty() && t_file_image.path == path) {
+    // Core driver without a backing store: HDF5 reads a copy of the registered bytes, never the disk (an
+    // empty image would make HDF5 read the path from the disk instead, so it is refused here).
+    if (t_file_image.size == 0) throw InputError(fmt::format("{}: not an HDF5 file (empty)", path));
+    Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+    if (!fapl || H5Pset_fapl_core(fapl.get(), 64 * 1024, 0) < 0 ||
+        H5Pset_file_image(fapl.get(), const_cast<void*>(t_file_image.data), t_file_image.size) < 0)
+      throw InputError(fmt::format("{}: cannot open the in-memory file image", path));
+    file_ = Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), H5Fclose);
+    if (!file_) throw InputError(fmt::format("{}: not an HDF5 file (in-memory image)", path));
+    return;
+  }
   if (mode == Mode::Create) {
     file_ = Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
     if (!file_) throw InputError(fmt::format("{}: cannot create the file (is the folder writable?)", path));
