@@ -139,15 +139,20 @@ int main(int argc, char** argv) {
                                              "deep2s\nprecision=fp16",
                                              "l1\nlambda=1e308\ntol=0",
                                              "adjoint\nfoo=1"};
-    const std::vector<std::string> configs = {"{}",
-                                              scene_config_json(SceneConfig{}),
-                                              R"({"min_objects": 2, "max_objects": 1})",
-                                              R"({"supersampling": 1000000})",
-                                              R"({"kind_weights": [0,0,0,0,0]})",
-                                              R"({"min_snr_db": "nan"})",
-                                              R"({"unknown": 1})",
-                                              "[",
-                                              R"({"min_size": -1e308})"};
+    const std::vector<std::string> configs = {
+        "{}",
+        scene_config_json(SceneConfig{}),
+        R"({"objects": {"min": 2, "max": 1}})",
+        R"({"objects": 3, "types": ["ellipsoid", "plate"], "size_m": [0.01, 0.05], "phase": "constant"})",
+        R"({"types": {"ellipsoid": 2, "cuboid": 0, "cylinder": 1, "plate": 0, "point": 1}})",
+        R"({"supersampling": 1000000})",
+        R"({"snr_db": "none", "smooth_magnitude": 0.5, "plate_thickness_voxels": {"min": 1, "max": 3}})",
+        R"({"snr_db": {"min": 40, "max": 20}})",
+        R"({"magnitude": {"min": 0, "max": 2}})",
+        R"({"unknown": 1})",
+        "[",
+        "// comment\n{\"objects\": 1e999}",
+        R"({"size_m": {"min": -1e308, "max": 1e308}})"};
     auto write_all = [&](const char* harness, const std::vector<std::string>& texts) {
       for (std::size_t i = 0; i < texts.size(); ++i)
         write_text(dir / harness / ("seed" + std::to_string(i)), texts[i]);
