@@ -12,6 +12,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string path = "fuzz-dataset.h5";
   const nfmimo::h5::ScopedFileImage image(path, data, size);
   nfmimo::fuzz::expect_ok_or_refusal([&] { nfmimo::read_dataset_info(path); });
-  nfmimo::fuzz::expect_ok_or_refusal([&] { nfmimo::inspect_training_file(path); });
+  nfmimo::fuzz::expect_ok_or_refusal([&] { nfmimo::nn::inspect_training_file(path); });
   return 0;
 }
