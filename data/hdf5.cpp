@@ -340,6 +340,18 @@ void write_attribute(const File& f, const std::string& object, const std::string
     throw InputError(fmt::format("{}: cannot write attribute '{}' on '{}'", f.path(), name, object));
 }
 
+// The attribute readers read one value: H5Aread writes every element of the attribute, so one that holds an
+// array (a damaged or hostile file) would overflow that value. Found by tests/fuzz/fuzz_measurements.
+void require_single_value(hid_t attribute, const std::string& path, const std::string& object,
+                          const std::string& name) {
+  Handle space(H5Aget_space(attribute), H5Sclose);
+  const hssize_t n = space ? H5Sget_simple_extent_npoints(space.get()) : -1;
+  if (n < 0) throw InputError(fmt::format("{}: cannot read attribute '{}' of '{}'", path, name, object));
+  if (n != 1)
+    throw InputError(
+        fmt::format("{}: attribute '{}' of '{}' holds {} values; expected one", path, name, object, n));
+}
+
 }  // namespace
 
 void File::set_attribute(const std::string& object, const std::string& name, const std::string& value) {
@@ -370,6 +382,7 @@ std::optional<std::string> File::string_attribute(const std::string& object, con
   if (!has_attribute(object, name)) return std::nullopt;
   Handle target = open_attribute_target(*this, object);
   Handle a(H5Aopen(target.get(), name.c_str(), H5P_DEFAULT), H5Aclose);
+  require_single_value(a.get(), path_, object, name);
   Handle type(H5Aget_type(a.get()), H5Tclose);
   if (H5Tget_class(type.get()) != H5T_STRING)
     throw InputError(fmt::format("{}: attribute '{}' of '{}' is not a string", path_, name, object));
@@ -399,6 +412,7 @@ std::optional<long long> File::int_attribute(const std::string& object, const st
   if (!has_attribute(object, name)) return std::nullopt;
   Handle target = open_attribute_target(*this, object);
   Handle a(H5Aopen(target.get(), name.c_str(), H5P_DEFAULT), H5Aclose);
+  require_single_value(a.get(), path_, object, name);
   Handle type(H5Aget_type(a.get()), H5Tclose);
   if (H5Tget_class(type.get()) != H5T_INTEGER)
     throw InputError(fmt::format("{}: attribute '{}' of '{}' is not an integer", path_, name, object));
@@ -411,6 +425,7 @@ std::optional<double> File::double_attribute(const std::string& object, const st
   if (!has_attribute(object, name)) return std::nullopt;
   Handle target = open_attribute_target(*this, object);
   Handle a(H5Aopen(target.get(), name.c_str(), H5P_DEFAULT), H5Aclose);
+  require_single_value(a.get(), path_, object, name);
   Handle type(H5Aget_type(a.get()), H5Tclose);
   const H5T_class_t cls = H5Tget_class(type.get());
   if (cls != H5T_FLOAT && cls != H5T_INTEGER)
