@@ -48,8 +48,10 @@ for h in "${harnesses[@]}"; do
       "$root/corpus/$h" "$root/seeds/$h" >"$log" 2>&1; then
     status=1
   fi
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
   last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
+  # The final stats line (single process) or the last status line's count (fork mode prints no stats).
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
+  [ -n "$execs" ] || execs=$(grep -oE '^#[0-9]+' <<<"$last" | tr -d '#' || true)
   cov=$(grep -o 'cov: [0-9]*' <<<"$last" | grep -o '[0-9]*' || true)
   ft=$(grep -o 'ft: [0-9]*' <<<"$last" | grep -o '[0-9]*' || true)
   findings=$(find "$root/artifacts/$h" -type f | wc -l)
@@ -58,4 +60,13 @@ for h in "${harnesses[@]}"; do
     "${ft:-?}" "$(find "$root/corpus/$h" -type f | wc -l)" "$findings")")
 done
 printf 'fuzz: %s\n' "${summary[@]}"
+# What each finding is: the sanitizer's or libFuzzer's one-line summary and the first nfmimo frame.
+for h in "${harnesses[@]}"; do
+  find "$root/artifacts/$h" -type f | sort | head -20 | while read -r f; do
+    out=$(timeout 120 "$root/fuzz_$h" -rss_limit_mb=2560 -malloc_limit_mb=2048 -timeout=25 "$f" 2>&1 || true)
+    what=$(grep -m1 -oE 'SUMMARY: [A-Za-z]+: [^(]*|ERROR: libFuzzer: [a-z-]+|out-of-memory \(malloc\([0-9]+\)\)|terminate called.*' <<<"$out" || true)
+    where=$(grep -m1 -oE 'in nfmimo::[A-Za-z_:]+' <<<"$out" || true)
+    echo "fuzz: finding $h/$(basename "$f"): ${what:-no longer reproduces} ${where}"
+  done
+done
 exit $status
