@@ -65,6 +65,7 @@ class Probe:
         self.fix = os.path.join(work, "fixtures")
         os.makedirs(self.fix)
         self.full_mount = None
+        self.tight_mount = None
         self.ro_mount = None
         self.notes = []
 
@@ -239,6 +240,13 @@ class Probe:
         argv = [a.replace("{d}", d) for a in case.argv]
         r = self.run(argv, d, case.timeout, case.threads_env)
         cls, detail = self.classify(case, d, before, r)
+        for m in (self.full_mount, self.tight_mount):  # shared by every case: leave it as it was
+            left = sorted(p for p in os.listdir(m) if p != "filler") if m else []
+            if left and cls == "ok" and case.expect == "refuse":
+                cls, detail = "leftover", "left on the shared disk: " + ", ".join(left[:5])
+            for p in left:
+                path = os.path.join(m, p)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
         return {"class": cls, "detail": detail, "rc": r["rc"], "seconds": r["seconds"],
                 "stderr": r["stderr"].strip()[-400:]}
 
@@ -287,11 +295,24 @@ class Probe:
         if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "nfmimo-probe-full", full],
                           capture_output=True).returncode == 0:
             self.full_mount = full
-            # Leave ~8 KiB: enough to create files, too little for any output.
-            with open(os.path.join(full, "filler"), "wb") as fh:
-                fh.write(b"\0" * (256 * 1024 - 8 * 1024))
+            # Completely full: a name can still be created (tmpfs), no data block can.
+            with open(os.path.join(full, "filler"), "wb", buffering=0) as fh:
+                try:
+                    while True:
+                        fh.write(b"\0" * 4096)
+                except OSError:
+                    pass
         else:
             self.notes.append("mount failed: full-disk cases skipped")
+        # A nearly full disk: room for a file's first blocks but not for all of it (the case where buffered
+        # writes fail only at flush or close).
+        tight = os.path.join(self.work, "tight")
+        os.makedirs(tight)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "nfmimo-probe-tight", tight],
+                          capture_output=True).returncode == 0:
+            self.tight_mount = tight
+            with open(os.path.join(tight, "filler"), "wb") as fh:
+                fh.write(b"\0" * (256 * 1024 - 40 * 1024))
         if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,ro", "nfmimo-probe-ro", ro],
                           capture_output=True).returncode == 0:
             self.ro_mount = ro
@@ -299,7 +320,7 @@ class Probe:
             self.notes.append("mount failed: read-only-folder cases skipped")
 
     def unmount(self):
-        for m in (self.full_mount, self.ro_mount):
+        for m in (self.full_mount, self.tight_mount, self.ro_mount):
             if m:
                 subprocess.run(["umount", "-l", m], capture_output=True)
 
@@ -900,6 +921,9 @@ def build_cases(probe):
             add(f"{cmd}/out_readonly_dir", out(f"{probe.ro_mount}/x{ext}"), timeout=120)
         if probe.full_mount:
             add(f"{cmd}/out_full_disk", out(f"{probe.full_mount}/x{ext}"), timeout=300, message="space")
+        if probe.tight_mount:
+            add(f"{cmd}/out_nearly_full_disk", out(f"{probe.tight_mount}/x{ext}"), expect="either", timeout=300,
+                message="space", outputs=[f"{probe.tight_mount}/x{ext}"])
     if probe.ro_mount:
         add("reconstruct/vti_readonly_with_others", rec + ["--out", "v.h5", "--png", "v.png", "--vti",
                                                            f"{probe.ro_mount}/v.vti"])
@@ -954,20 +978,22 @@ def build_cases(probe):
                  "--json", "r.json"]
     cases.append(Case("evaluate/sigint", [], expect="custom", timeout=60, group="evaluate",
                       runner=interrupt_runner(long_eval, [signal.SIGINT], 2.0, [])))
-    long_bench = bench[:-1] + ["30", "--json", "b.json"]
+    long_bench = ["bench", "--methods", "adjoint,backprojection,kirchhoff", "--modes", "exact", "--batch", "1",
+                  "--device", "cpu", "--freqs", "15", "--grid", "paper", "--seconds", "30", "--json", "b.json"]
     cases.append(Case("bench/sigint", [], expect="custom", timeout=60, group="bench",
                       runner=interrupt_runner(long_bench, [signal.SIGINT], 2.0, [])))
 
     # --- concurrent writers ----------------------------------------------------------------------------------
-    conc = ["synthesize", "--count", "64", "--freqs", K, "--grid", SMALL_GRID, "--device", "cpu", "--batch", "4",
+    # Long enough (several seconds) for the writers to overlap.
+    conc = ["synthesize", "--count", "3000", "--freqs", K, "--grid", SMALL_GRID, "--device", "cpu", "--batch", "16",
             "--seed", "9", "--out", "s.h5"]
     for i in range(3):
         cases.append(Case(f"synthesize/concurrent_same_out_{i}", [], expect="custom", timeout=300, group="synthesize",
-                          runner=concurrent_runner([conc, conc], [0, 0.05 * i], "s.h5", check_count=64)))
+                          runner=concurrent_runner([conc, conc], [0, 0.05 * i], "s.h5", check_count=3000)))
     cases.append(Case("synthesize/concurrent_force_midway", [], expect="custom", timeout=300, group="synthesize",
-                      runner=concurrent_runner([conc, conc + ["--force"]], [0, 1.0], "s.h5", check_count=64)))
+                      runner=concurrent_runner([conc, conc + ["--force"]], [0, 1.0], "s.h5", check_count=3000)))
     cases.append(Case("synthesize/concurrent_resume_midway", [], expect="custom", timeout=300, group="synthesize",
-                      runner=concurrent_runner([conc, conc + ["--resume"]], [0, 1.0], "s.h5", check_count=64)))
+                      runner=concurrent_runner([conc, conc + ["--resume"]], [0, 1.0], "s.h5", check_count=3000)))
     simf = sim + ["--out", "o.h5", "--force"]
     cases.append(Case("simulate/concurrent_force", [], expect="custom", timeout=120, group="simulate",
                       runner=concurrent_runner([simf, simf, simf], [0, 0, 0], "o.h5")))
