@@ -35,7 +35,9 @@ for h in "${harnesses[@]}"; do
   mkdir -p "$root/corpus/$h" "$root/artifacts/$h"
   extra=()
   [ -f "tests/fuzz/$h.dict" ] && extra+=("-dict=tests/fuzz/$h.dict")
-  [ -d "tests/fuzz/corpus/$h" ] && extra+=("tests/fuzz/corpus/$h")
+  # The first folder is where libFuzzer writes new inputs: the working corpus, never the committed one.
+  dirs=("$root/corpus/$h" "$root/seeds/$h")
+  [ -d "tests/fuzz/corpus/$h" ] && dirs+=("tests/fuzz/corpus/$h")
   if [ "${NFMIMO_FUZZ_FORK:-0}" = 1 ]; then
     extra=("-fork=1" "-ignore_crashes=1" "-ignore_ooms=1" "-ignore_timeouts=1" "${extra[@]}")
   fi
@@ -45,7 +47,7 @@ for h in "${harnesses[@]}"; do
   # shellcheck disable=SC2086
   if ! "$bin" -max_total_time="$seconds" -rss_limit_mb=2560 -malloc_limit_mb=2048 -timeout=25 \
       -print_final_stats=1 -artifact_prefix="$root/artifacts/$h/" ${NFMIMO_FUZZ_ARGS:-} "${extra[@]}" \
-      "$root/corpus/$h" "$root/seeds/$h" >"$log" 2>&1; then
+      "${dirs[@]}" >"$log" 2>&1; then
     status=1
   fi
   last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
