@@ -800,7 +800,11 @@ struct CpuNetwork::Impl {
       }
       case OpKind::BatchNorm: {
         const std::size_t rows = is.n * is.spatial(), C = std::size_t(is.c);
-        const auto& [mean, inv_std] = plan.stats.at(index);
+        // Plain references, not a structured binding: lambdas and OpenMP regions below use them, which
+        // clang before 16 refuses for bindings (the sanitizer and fuzz builds use clang 14).
+        const auto& stats = plan.stats.at(index);
+        const std::vector<float>& mean = stats.first;
+        const std::vector<float>& inv_std = stats.second;
         const auto& gamma = p(op, ".weight");
         const auto sum_dy = channel_sums(
             rows, is.c, [&](std::size_t r, int c) { return double(dy[r * C + std::size_t(c)]); });

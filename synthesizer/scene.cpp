@@ -163,7 +163,7 @@ SceneConfig parse_scene_config(const std::string& text, const std::string& sourc
   json j;
   try {
     j = json::parse(text, nullptr, true, /*ignore_comments=*/true);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number beyond double range
     throw InputError(fmt::format("{}: not valid JSON: {}", source, e.what()));
   }
   require(j.is_object(), fmt::format("{}: the configuration must be a JSON object", source));

@@ -1,4 +1,5 @@
 // File formats: HDF5 round trips, interop with h5py both ways, viewer exports.
+#include <cstring>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -46,6 +47,45 @@ TEST(MeasurementFile, RoundTrip) {
   const MeasurementHeader h = read_measurement_header(dir / "m.h5");
   EXPECT_EQ(h.frames, 3);
   EXPECT_TRUE(h.has_targets);
+}
+
+// Replaces a root attribute of an existing file by an array of `count` copies (fixed-length string or int64).
+void replace_with_array_attribute(const std::string& path, const char* name, bool string, hsize_t count) {
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(file, 0);
+  ASSERT_GE(H5Adelete(file, name), 0);
+  const hid_t space = H5Screate_simple(1, &count, nullptr);
+  const hid_t type = string ? H5Tcopy(H5T_C_S1) : H5Tcopy(H5T_NATIVE_INT64);
+  std::vector<char> text(count * 12);
+  std::vector<std::int64_t> numbers(count, kFormatVersion);
+  if (string) {
+    H5Tset_size(type, 12);
+    for (hsize_t i = 0; i < count; ++i) std::memcpy(text.data() + i * 12, "measurements", 12);
+  }
+  const hid_t a = H5Acreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+  ASSERT_GE(a, 0);
+  ASSERT_GE(H5Awrite(a, type, string ? static_cast<const void*>(text.data()) : numbers.data()), 0);
+  H5Aclose(a);
+  H5Tclose(type);
+  H5Sclose(space);
+  H5Fclose(file);
+}
+
+// Found by tests/fuzz/fuzz_measurements: an attribute holding an array where one value belongs was read whole
+// into that one value (a stack or heap overflow). It is refused, naming the attribute and the count.
+TEST(MeasurementFile, RefusesArrayAttributes) {
+  ScratchDir dir;
+  for (const bool string : {true, false}) {
+    const std::string path = dir / (string ? "format.h5" : "version.h5");
+    write_measurements(path, sample_set(1));
+    replace_with_array_attribute(path, string ? "nfmimo_format" : "nfmimo_version", string, 64);
+    try {
+      read_measurements(path);
+      ADD_FAILURE() << "an array attribute was accepted";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("holds 64 values"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(MeasurementFile, SingleFrameAndGzip) {

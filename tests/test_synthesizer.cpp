@@ -267,6 +267,19 @@ TEST(Scenes, MagnitudesFollowObjectsAndSmoothOption) {
   }
 }
 
+// Found by tests/fuzz/fuzz_synth_config: a number beyond double range made nlohmann::json throw out_of_range,
+// which escaped as an internal error (exit 1) instead of a message naming the file.
+TEST(Scenes, ConfigurationNumberOutOfRangeIsAnInputError) {
+  for (const char* text : {"1e309", R"({"size_m": 1e999})", R"({"objects": -1e400})"}) {
+    try {
+      parse_scene_config(text, "cfg.json");
+      ADD_FAILURE() << text << " was accepted";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("cfg.json"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Scenes, ConfigurationRoundTripsAndRejectsBadInput) {
   SceneConfig c;
   c.min_objects = 2;

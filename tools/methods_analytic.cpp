@@ -11,7 +11,11 @@ std::vector<MethodEntry> analytic_methods() {
       {Method::Adjoint, "adjoint of the Born model, A^H y (the physics stage of Deep2S)"},
       {Method::Backprojection, "phase-only backprojection, weights exp(+j k (Rt + Rr))"},
       {Method::Kirchhoff, "Kirchhoff migration (obliquity and range weights)"}};
-  for (const auto& [method, help] : list) {
+  for (const auto& item : list) {
+    // A plain variable, not a structured binding: the lambda captures it, which clang before 16 refuses
+    // for bindings (the sanitizer and fuzz builds use clang 14).
+    const Method method = item.first;
+    const char* help = item.second;
     entries.push_back({to_string(method), help, [method](const MethodContext& c) {
                          const ImagingMode mode = parse_mode(c.mode);
                          const Imager imager(*c.system, *c.grid, c.device, c.batch);

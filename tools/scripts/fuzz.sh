@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer harnesses (preset `sanitize`: clang, ASan + UBSan, CPU only, build-sanitize/) and runs
+# each for SECONDS (default 20: a smoke). See docs/reliability.md.
+#   tools/scripts/fuzz.sh [SECONDS] [HARNESS...]      harnesses: measurements dataset weights points grid param
+#                                                      synth_config (default: all)
+# Environment: NFMIMO_JOBS (build jobs, default all cores), NFMIMO_CMAKE_ARGS (extra CMake arguments),
+#   NFMIMO_FUZZ_FORK=1 (keep going after a finding: libFuzzer's -fork=1 with -ignore_crashes/ooms/timeouts,
+#   for long runs; every finding is still saved), NFMIMO_FUZZ_ARGS (extra libFuzzer arguments).
+# Each harness keeps a growing corpus in build-sanitize/fuzz/corpus/<harness>/ (seeded from the files
+# fuzz_make_seeds writes and the committed tests/fuzz/corpus/<harness>/); findings go to
+# build-sanitize/fuzz/artifacts/<harness>/. Exit status 1 when any harness found something.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+seconds=${1:-20}
+shift || true
+harnesses=("$@")
+((${#harnesses[@]})) || harnesses=(measurements dataset weights points grid param synth_config)
+jobs=${NFMIMO_JOBS:-$(nproc)}
+command -v clang++ >/dev/null || { echo "fuzz: clang++ is needed (apt-get install clang)" >&2; exit 2; }
+
+# shellcheck disable=SC2086
+cmake --preset sanitize ${NFMIMO_CMAKE_ARGS:-} >/dev/null
+cmake --build build-sanitize --parallel "$jobs" --target fuzz_all
+root=build-sanitize/fuzz
+[ -d "$root/seeds/measurements" ] || "$root/fuzz_make_seeds" "$root/seeds"
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
+status=0
+summary=()
+for h in "${harnesses[@]}"; do
+  bin="$root/fuzz_$h"
+  [ -x "$bin" ] || { echo "fuzz: no harness '$h'" >&2; exit 2; }
+  mkdir -p "$root/corpus/$h" "$root/artifacts/$h"
+  extra=()
+  [ -f "tests/fuzz/$h.dict" ] && extra+=("-dict=tests/fuzz/$h.dict")
+  # The first folder is where libFuzzer writes new inputs: the working corpus, never the committed one.
+  dirs=("$root/corpus/$h" "$root/seeds/$h")
+  [ -d "tests/fuzz/corpus/$h" ] && dirs+=("tests/fuzz/corpus/$h")
+  if [ "${NFMIMO_FUZZ_FORK:-0}" = 1 ]; then
+    extra=("-fork=1" "-ignore_crashes=1" "-ignore_ooms=1" "-ignore_timeouts=1" "${extra[@]}")
+  fi
+  log="$root/fuzz_$h.log"
+  echo "fuzz: $h for ${seconds} s (log $log)"
+  # -malloc_limit_mb: one allocation past 2 GiB is a finding (a declared size believed), not a slow death.
+  # shellcheck disable=SC2086
+  if ! "$bin" -max_total_time="$seconds" -rss_limit_mb=2560 -malloc_limit_mb=2048 -timeout=25 \
+      -print_final_stats=1 -artifact_prefix="$root/artifacts/$h/" ${NFMIMO_FUZZ_ARGS:-} "${extra[@]}" \
+      "${dirs[@]}" >"$log" 2>&1; then
+    status=1
+  fi
+  last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
+  # The final stats line (single process) or the last status line's count (fork mode prints no stats).
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
+  [ -n "$execs" ] || execs=$(grep -oE '^#[0-9]+' <<<"$last" | tr -d '#' || true)
+  cov=$(grep -o 'cov: [0-9]*' <<<"$last" | grep -o '[0-9]*' || true)
+  ft=$(grep -o 'ft: [0-9]*' <<<"$last" | grep -o '[0-9]*' || true)
+  findings=$(find "$root/artifacts/$h" -type f | wc -l)
+  ((findings == 0)) || status=1
+  summary+=("$(printf '%-13s execs %-10s cov %-6s ft %-7s corpus %-5s findings %s' "$h" "${execs:-?}" "${cov:-?}" \
+    "${ft:-?}" "$(find "$root/corpus/$h" -type f | wc -l)" "$findings")")
+done
+printf 'fuzz: %s\n' "${summary[@]}"
+# What each finding is: the sanitizer's or libFuzzer's one-line summary and the first nfmimo frame.
+for h in "${harnesses[@]}"; do
+  find "$root/artifacts/$h" -type f | sort | head -20 | while read -r f; do
+    out=$(timeout 120 "$root/fuzz_$h" -rss_limit_mb=2560 -malloc_limit_mb=2048 -timeout=25 "$f" 2>&1 || true)
+    what=$(grep -m1 -oE 'SUMMARY: [A-Za-z]+: [^(]*|ERROR: libFuzzer: [a-z-]+|out-of-memory \(malloc\([0-9]+\)\)|terminate called.*' <<<"$out" || true)
+    where=$(grep -m1 -oE 'in nfmimo::[A-Za-z_:]+' <<<"$out" || true)
+    echo "fuzz: finding $h/$(basename "$f"): ${what:-no longer reproduces} ${where}"
+  done
+done
+exit $status
