@@ -1,4 +1,6 @@
 // The learned methods (Deep2S and its variants): a physics stage followed by a trained network from --model.
+#include <cstdio>
+
 #include <fmt/format.h>
 
 #include "kernels/device.hpp"
@@ -7,6 +9,7 @@
 #include "radar/error.hpp"
 #include "radar/names.hpp"
 #include "tools/methods.hpp"
+#include "tools/model_lookup.hpp"
 
 namespace nfmimo {
 
@@ -15,22 +18,27 @@ std::vector<MethodEntry> learned_methods() {
   for (const auto& spec : nn::learned_method_specs()) {
     entries.push_back(
         {spec.name, spec.help, [name = spec.name](const MethodContext& c) {
-           require(!c.model.empty(), fmt::format("method '{}' needs a weights file: --model FILE", name));
+           // Without --model: the shipped model for the measurements' system and grid (or an error saying
+           // what is shipped and how to train one).
+           const std::string path = !c.model.empty() ? c.model : default_model(name, *c.system, *c.grid);
+           if (c.model.empty()) {
+             std::fprintf(stderr, "%s: using the shipped model %s\n", name.c_str(), path.c_str());
+           }
            // The device first (an unavailable GPU is refused with its reason), then the precision: the GPU's
            // default rule (docs/networks.md, "Precision") or what was asked; the CPU runs fp32 only.
            // --param precision=P (evaluate: per instance) overrides --precision.
            const auto param = c.params.find("precision");
            const std::string asked = param != c.params.end() ? param->second : c.precision;
            const DeviceKind device = resolve_device(c.device);
-           const nn::Precision precision = !asked.empty() ? nn::parse_inference_precision(asked)
+           const nn::Precision precision = !asked.empty()               ? nn::parse_inference_precision(asked)
                                            : device == DeviceKind::Cuda ? nn::default_gpu_precision()
                                                                         : nn::Precision::Fp32;
            require(device == DeviceKind::Cuda || precision == nn::Precision::Fp32,
                    fmt::format("method '{}': precision '{}' needs the GPU (--device cuda); the CPU network "
                                "backend runs fp32",
                                name, asked));
-           nn::Model model = nn::read_model(c.model);
-           nn::require_matching(model, c.model, *c.system, *c.grid, "the measurements");
+           nn::Model model = nn::read_model(path);
+           nn::require_matching(model, path, *c.system, *c.grid, "the measurements");
            // The CPU reaches its speed at 8 frames and its activation memory grows with the chunk; the GPU
            // takes the whole --batch per launch.
            const int batch =
