@@ -211,9 +211,9 @@ def run_model(name, budget_s, opts):
     if opts.dry_run:
         return
     log_path = os.path.join(folder, f"s{session['session']}.train.log")
-    before = read_log(session["out"])
-    seen = before["epochs"][-1]["samples"] if before and before["epochs"] else 0
-    seconds0 = before["epochs"][-1]["elapsed_s"] if before and before["epochs"] else 0.0
+    # What earlier calls already booked of this session (its totals are cumulative over its calls).
+    seen = session.get("booked_samples", 0)
+    seconds0 = session.get("booked_seconds", 0.0)
     with open(log_path, "a") as log:
         env = dict(os.environ, OMP_WAIT_POLICY="passive")
         child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -256,8 +256,9 @@ def run_model(name, budget_s, opts):
         "val_ssim_3d": f"{last['val_ssim_3d']:.4f}", "best_psnr_db": f"{best.get('val_psnr_db', float('nan')):.3f}",
         "best_ssim_3d": f"{best.get('val_ssim_3d', float('nan')):.4f}", "kept": int(kept),
         "slope_db_per_1k": f"{slope(run['epochs']):.3f}", "command": " ".join(cmd)})
-    if closed:
-        state["open"] = None
+    session["booked_samples"] = last["samples"]
+    session["booked_seconds"] = last["elapsed_s"]
+    state["open"] = None if closed else session
     save_state(name, state)
     print(f"train_zoo: {name}: validation PSNR {last['val_psnr_db']:.2f} dB, SSIM 3D {last['val_ssim_3d']:.4f} "
           f"({'kept' if kept else 'not better than the best: not kept'}; session "
