@@ -17,6 +17,7 @@
 #include "models/losses.hpp"
 #include "models/metrics.hpp"
 #include "models/pipeline.hpp"
+#include "models/transfer.hpp"
 #include "models/weights.hpp"
 #include "radar/error.hpp"
 
@@ -417,7 +418,10 @@ TrainingResult train(const TrainerSettings& s, BatchSource& source, const Valida
     // and the dense layer gets the architecture's own start (A^H or random). Deep2S+ then begins as exactly
     // that cv-deep2s model, which is the paper's point of initialising from the physics.
     const bool unet_into_composite = composite && start.architecture == "cv-unet3d";
-    if ((start.architecture != s.architecture && !unet_into_composite) ||
+    // Another U-Net variant of the same width (unet3d -> unet2d, cv-unet3d): a transfer start
+    // (models/transfer.hpp), the filters adapted where the shapes differ.
+    const bool transfer = can_transfer(start.architecture, s.architecture);
+    if ((start.architecture != s.architecture && !unet_into_composite && !transfer) ||
         start.options.width != s.options.width || start.options.blocks != s.options.blocks)
       throw InputError(
           fmt::format("{}: --init holds a {} network (width {}, blocks {}); this run trains {} (width {}, "
@@ -438,13 +442,20 @@ TrainingResult train(const TrainerSettings& s, BatchSource& source, const Valida
           fmt::format("{}: --init holds a {} model whose dense layer belongs to another radar system "
                       "({}); start from a cv-unet3d model instead (its U-Net transfers)",
                       s.init_from, start.architecture, *d));
-    initial = std::move(start.parameters);
+    TransferReport transferred;
+    if (transfer) {
+      initial = transfer_parameters(start, net, s.seed, &transferred);
+    } else {
+      initial = std::move(start.parameters);
+    }
     if (unet_into_composite)
       add_initial_dense_parameters(s.architecture, format.system, format.grid, s.seed, initial);
     if (s.on_message) {
-      s.on_message(
-          fmt::format("starting from the weights of {}{}", s.init_from,
-                      unet_into_composite ? " (its U-Net; the dense layer starts as for a new run)" : ""));
+      s.on_message(fmt::format("starting from the weights of {}{}", s.init_from,
+                               unet_into_composite ? " (its U-Net; the dense layer starts as for a new run)"
+                               : transfer ? fmt::format(" (a {} model, transferred: {})", start.architecture,
+                                                        transferred.summary())
+                                          : std::string()));
       if (auto d = describe_difference(start.system, format.system))
         s.on_message(fmt::format("  (transfer: that model was trained for another radar system: {})", *d));
     }

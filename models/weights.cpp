@@ -104,8 +104,10 @@ T required_attribute(const std::optional<T>& value, const h5::File& f, const cha
 
 }  // namespace
 
-Model read_model(const std::string& path) {
-  const h5::File f(path, h5::File::Mode::Read);
+namespace {
+
+// The root attributes, /system and /grid, checked; no parameters.
+Model read_header(const h5::File& f, const std::string& path) {
   const auto format = f.string_attribute("/", "nfmimo_format");
   if (!format)
     throw InputError(
@@ -142,7 +144,19 @@ Model read_model(const std::string& path) {
   if (!grid) throw InputError(fmt::format("{}: /grid is missing (a model is trained for one grid)", path));
   m.grid = *grid;
   validate_grid(m.grid, m.system, path + ": /grid");
+  return m;
+}
 
+}  // namespace
+
+Model read_model_header(const std::string& path) {
+  const h5::File f(path, h5::File::Mode::Read);
+  return read_header(f, path);
+}
+
+Model read_model(const std::string& path) {
+  const h5::File f(path, h5::File::Mode::Read);
+  Model m = read_header(f, path);
   Network net;
   try {
     net = m.network();

@@ -59,5 +59,8 @@ void write_model(const std::string& path, const Model& model, bool overwrite = f
 // parameter present with the right shape and finite values, nothing unexpected. InputError naming the file,
 // the dataset and the problem otherwise.
 Model read_model(const std::string& path);
+// The same checks of the root attributes, /system and /grid, without reading the parameters (cheap: for
+// choosing among model files).
+Model read_model_header(const std::string& path);
 
 }  // namespace nfmimo::nn

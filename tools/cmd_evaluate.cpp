@@ -22,6 +22,7 @@
 #include "data/viewer.hpp"
 #include "radar/error.hpp"
 #include "tools/commands.hpp"
+#include "tools/model_lookup.hpp"
 #include "tools/evaluation.hpp"
 
 namespace nfmimo {
@@ -182,6 +183,13 @@ void run(const EvaluateOptions& o) {
   context.batch = o.batch;
   context.precision = o.precision;
 
+  // A learned method without --model takes the shipped model for the file's system and grid (recorded as if
+  // given); found before any method runs, so that a missing one costs nothing.
+  std::map<std::string, std::string> shipped;
+  for (const auto& method : methods)
+    if (is_learned(method.name) && !models.count(method.spec) && !models.count(""))
+      shipped[method.spec] = default_model(method.name, m.system, grid);
+
   const int keep = o.png.empty() ? 0 : std::min(o.png_frames, frames);
   std::vector<MethodEvaluation> results;
   std::printf("evaluating %zu method%s on %d frame%s of %s (%s)\n", methods.size(),
@@ -198,10 +206,14 @@ void run(const EvaluateOptions& o) {
         if (key.rfind(method.spec + ".", 0) == 0) context.params[key.substr(method.spec.size() + 1)] = value;
     const auto model = models.count(method.spec) ? models.find(method.spec) : models.find("");
     context.model = model != models.end() ? model->second : "";
+    if (context.model.empty() && is_learned(method.name)) {
+      context.model = shipped[method.spec];
+      std::printf("%s: using the shipped model %s\n", method.spec.c_str(), context.model.c_str());
+    }
     results.push_back(evaluate_method(method.name, context, m.targets, keep));
     MethodEvaluation& e = results.back();
     e.name = method.spec;
-    result_models.push_back(model != models.end() && is_learned(method.name) ? model->second : "");
+    result_models.push_back(is_learned(method.name) ? context.model : "");
     const std::string name = method.spec;
     if (!header)
       std::printf("%-16s %16s %16s %16s %18s %12s  %s\n", "method", "PSNR dB", "SSIM 3D", "SSIM 2D", "NMSE",

@@ -1,5 +1,6 @@
 // The learned methods (Deep2S and its variants): a physics stage followed by a trained network from --model.
 #include <algorithm>
+#include <cstdio>
 #include <memory>
 
 #include <fmt/format.h>
@@ -10,6 +11,7 @@
 #include "radar/error.hpp"
 #include "radar/names.hpp"
 #include "tools/methods.hpp"
+#include "tools/model_lookup.hpp"
 
 namespace nfmimo {
 
@@ -42,8 +44,12 @@ std::vector<MethodEntry> learned_methods() {
   for (const auto& spec : nn::learned_method_specs()) {
     entries.push_back(
         {spec.name, spec.help, [name = spec.name](const MethodContext& c) {
-           require(!c.model.empty(), fmt::format("method '{}' needs a weights file: --model FILE", name));
-           const auto pipeline = make_learned_pipeline(name, nn::read_model(c.model), c.model, c);
+           // Without --model: the shipped model for the measurements' system and grid (or an error saying
+           // what is shipped and how to train one).
+           const std::string path = !c.model.empty() ? c.model : default_model(name, *c.system, *c.grid);
+           if (c.model.empty())
+             std::fprintf(stderr, "%s: using the shipped model %s\n", name.c_str(), path.c_str());
+           const auto pipeline = make_learned_pipeline(name, nn::read_model(path), path, c);
            MethodResult r;
            r.magnitude.resize(c.grid->voxels() * std::size_t(c.frames));
            pipeline->run(c.measurements, c.frames, r.magnitude.data());

@@ -23,12 +23,11 @@ export OMP_WAIT_POLICY=passive
 # name K SNR test-seed validation-seed
 settings=("k15_snr30 15 30 9001 9101" "k10_snr20 10 20 9002 9102")
 
-# Model file of a learned method in a setting; the paper setting's Deep2S is the shipped model.
+# Model file of a learned method in a setting: the shipped model (models/trained/METHOD_paper_SETTING.h5, the
+# model zoo of docs/models.md) where there is one, else OUT_DIR/models/METHOD_SETTING.h5.
 model_file() { # method setting
-  case "$1" in
-  deep2s) [ "$2" = k15_snr30 ] && echo "$root/models/trained/deep2s_paper_k15_snr30.h5" || echo "$out/models/deep2s_$2.h5" ;;
-  *) echo "$out/models/${1}_$2.h5" ;;
-  esac
+  local shipped="$root/models/trained/${1}_paper_$2.h5"
+  if [ -f "$shipped" ]; then echo "$shipped"; else echo "$out/models/${1}_$2.h5"; fi
 }
 arch_of() {
   case "$1" in
