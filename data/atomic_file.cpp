@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
@@ -71,6 +72,48 @@ std::mutex& lock_mutex() {
 std::map<std::string, HeldLock>& held_locks() {
   static std::map<std::string, HeldLock> locks;
   return locks;
+}
+
+// Lock files must not outlive a command stopped by Ctrl-C or `kill`: the paths of the held locks are also
+// kept in fixed storage that a signal handler can read, and a handler for SIGINT/SIGTERM (installed only
+// where the program left the default action, so commands with their own graceful stop keep theirs) unlinks
+// them and then dies of the signal as before. unlink is async-signal-safe; the std::map above is not, hence
+// the copy.
+constexpr int kSignalSlots = 32;
+constexpr std::size_t kSignalPath = 4096;
+char g_signal_paths[kSignalSlots][kSignalPath];
+volatile std::sig_atomic_t g_signal_used[kSignalSlots];
+
+extern "C" void remove_locks_and_die(int signal) {
+  for (int i = 0; i < kSignalSlots; ++i)
+    if (g_signal_used[i]) ::unlink(g_signal_paths[i]);
+  std::signal(signal, SIG_DFL);
+  std::raise(signal);
+}
+
+void install_lock_cleanup() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    for (int s : {SIGINT, SIGTERM}) {
+      struct sigaction current {};
+      if (::sigaction(s, nullptr, &current) == 0 && current.sa_handler == SIG_DFL)
+        std::signal(s, remove_locks_and_die);
+    }
+  });
+}
+
+void remember_for_signals(const std::string& path, bool held) {
+  for (int i = 0; i < kSignalSlots; ++i) {
+    if (held && !g_signal_used[i] && path.size() < kSignalPath) {
+      std::memcpy(g_signal_paths[i], path.c_str(), path.size() + 1);
+      g_signal_used[i] = 1;
+      return;
+    }
+    if (!held && g_signal_used[i] && path == g_signal_paths[i]) {
+      g_signal_used[i] = 0;
+      return;
+    }
+  }
 }
 
 int read_pid(int fd) {
@@ -201,6 +244,8 @@ OutputLock::OutputLock(const std::string& target) {
       // Only the pid shown to a second writer is lost; the lock holds.
     }
     locks[key_] = HeldLock{fd, 1, lock_path};
+    install_lock_cleanup();
+    remember_for_signals(lock_path, true);
     remove_stale_temporaries(p);
     return;
   }
@@ -212,6 +257,7 @@ OutputLock::~OutputLock() {
   auto& locks = held_locks();
   auto it = locks.find(key_);
   if (it == locks.end() || --it->second.count > 0) return;
+  remember_for_signals(it->second.lock_path, false);
   ::unlink(it->second.lock_path.c_str());  // while still locked, so nobody else can hold this inode
   ::close(it->second.fd);
   locks.erase(it);
@@ -362,6 +408,25 @@ void sync_file(const std::string& path, const std::string& shown) {
     throw InputError(fmt::format("{}: cannot write: {}", shown, errno_text(err)));
   }
   ::close(fd);
+}
+
+std::string write_failure_reason(const char* fallback) {
+  const int err = errno;
+  return err != 0 ? std::strerror(err) : fallback;
+}
+
+void require_companion_name_fits(const std::string& output, const std::string& companion) {
+  const fs::path c(companion);
+  const std::string folder = folder_of(c).string();
+  const long limit_or_error = ::pathconf(folder.c_str(), _PC_NAME_MAX);
+  const std::size_t limit = limit_or_error > 0 ? std::size_t(limit_or_error) : 255;
+  const std::size_t name = c.filename().string().size(),
+                    extra = name - fs::path(output).filename().string().size();
+  require(name <= limit,
+          fmt::format(
+              "{}: this command also writes {} beside it, a name of {} bytes, over the folder's limit of {}; "
+              "use an output name of at most {} bytes",
+              output, c.filename().string(), name, limit, limit - std::min(limit, extra)));
 }
 
 }  // namespace nfmimo

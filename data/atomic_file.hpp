@@ -108,4 +108,13 @@ void write_file_checked(const std::string& path, const std::string& text, const 
 // space left on device" from a file system that allocates late).
 void sync_file(const std::string& path, const std::string& shown);
 
+// The operating system's reason for the last failed write ("No space left on device") from errno, or the
+// fallback when errno says nothing. Call it right after the failure, before anything else can change errno.
+std::string write_failure_reason(const char* fallback = "is the disk full?");
+
+// A command that keeps a named companion of its output (OUT.partial, OUT.log.csv) checks before any work that
+// the companion's name fits the folder's file-name limit (255 bytes on most file systems); otherwise an
+// InputError says how long --out may be.
+void require_companion_name_fits(const std::string& output, const std::string& companion);
+
 }  // namespace nfmimo

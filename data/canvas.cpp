@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 
@@ -83,10 +84,12 @@ void Canvas::write_png(const std::string& path, bool overwrite) const {
     if (!fp) throw InputError(fmt::format("{}: cannot write the PNG file", path));
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
     png_infop info = png_create_info_struct(png);
+    errno = 0;
     if (setjmp(png_jmpbuf(png))) {
+      const std::string reason = write_failure_reason();
       png_destroy_write_struct(&png, &info);
       std::fclose(fp);
-      throw InputError(fmt::format("{}: PNG encoding failed (disk full?)", path));
+      throw InputError(fmt::format("{}: cannot write the PNG file ({})", path, reason));
     }
     png_init_io(png, fp);
     png_set_IHDR(png, info, width_, height_, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
@@ -97,7 +100,7 @@ void Canvas::write_png(const std::string& path, bool overwrite) const {
     png_write_end(png, nullptr);
     png_destroy_write_struct(&png, &info);
     if (std::fclose(fp) != 0)
-      throw InputError(fmt::format("{}: cannot finish the PNG file (disk full?)", path));
+      throw InputError(fmt::format("{}: cannot finish the PNG file ({})", path, write_failure_reason()));
   }
   out.commit();
 }

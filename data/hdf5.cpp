@@ -236,6 +236,19 @@ std::string File::where(const std::string& name) const {
   return fmt::format("{}: dataset '{}'", shown_, name);
 }
 
+std::vector<std::string> File::members(const std::string& group) const {
+  std::vector<std::string> names;
+  const auto collect = [](hid_t, const char* name, const H5L_info_t*, void* data) -> herr_t {
+    static_cast<std::vector<std::string>*>(data)->emplace_back(name);
+    return 0;
+  };
+  hsize_t index = 0;
+  if (H5Literate_by_name(file_.get(), group.c_str(), H5_INDEX_NAME, H5_ITER_INC, &index, collect, &names,
+                         H5P_DEFAULT) < 0)
+    throw InputError(fmt::format("{}: cannot list the group '{}' (damaged file?)", shown_, group));
+  return names;
+}
+
 bool File::has(const std::string& name) const {
   if (name == "/") return true;
   // Check each path component so that a missing parent group is not an error.

@@ -93,6 +93,8 @@ class File {
 
   bool has(const std::string& name) const;  // a dataset or group exists at this path
   bool is_dataset(const std::string& name) const;
+  // The names of a group's members, in name order. InputError when the group cannot be listed.
+  std::vector<std::string> members(const std::string& group) const;
   Dims shape(const std::string& name) const;  // InputError if missing
   // True when the dataset's elements are a compound with members r and i (complex).
   bool is_complex(const std::string& name) const;

@@ -1,7 +1,9 @@
 #include "data/measurement_file.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include <fmt/format.h>
 
@@ -240,6 +242,20 @@ void write_volumes(const std::string& path, const VolumeSet& v, bool overwrite) 
   const std::size_t expected = v.grid.voxels() * v.frames;
   require(v.complex.empty() ? v.magnitude.size() == expected : v.complex.size() == expected,
           fmt::format("{}: internal error: volume buffer size does not match the grid", path));
+  // A reconstruction can overflow float32 for an extreme system (a frequency of 1e300 Hz, an antenna
+  // kilometres away): refuse it rather than write volumes nobody can use.
+  const auto finite = [](const auto& x) {
+    if constexpr (std::is_same_v<std::decay_t<decltype(x)>, float>)
+      return std::isfinite(x);
+    else
+      return std::isfinite(x.real()) && std::isfinite(x.imag());
+  };
+  const bool ok = v.complex.empty() ? std::all_of(v.magnitude.begin(), v.magnitude.end(), finite)
+                                    : std::all_of(v.complex.begin(), v.complex.end(), finite);
+  require(ok,
+          fmt::format("{}: the {} reconstruction holds non-finite values (check the file's frequencies and "
+                      "antenna positions); nothing was written",
+                      path, v.method));
   AtomicOutput out(path, overwrite);
   {
     h5::File f(out.temporary_path(), h5::File::Mode::Create, path);

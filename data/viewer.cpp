@@ -1,6 +1,7 @@
 #include "data/viewer.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -159,6 +160,7 @@ void write_vti(const std::string& path, const ImagingGrid& g, const std::vector<
   AtomicOutput out(path, overwrite);
   {
     std::ofstream f(out.temporary_path(), std::ios::binary);
+    errno = 0;  // so that a failed write below leaves its own reason (write_failure_reason)
     if (!f) throw InputError(fmt::format("{}: cannot write the VTK file", path));
     f << "<?xml version=\"1.0\"?>\n"
       << "<VTKFile type=\"ImageData\" version=\"1.0\" byte_order=\"LittleEndian\" header_type=\"UInt64\">\n"
@@ -186,7 +188,7 @@ void write_vti(const std::string& path, const ImagingGrid& g, const std::vector<
     }
     f << "\n  </AppendedData>\n</VTKFile>\n";
     f.close();
-    if (!f) throw InputError(fmt::format("{}: cannot write the VTK file (is the disk full?)", path));
+    if (!f) throw InputError(fmt::format("{}: cannot write the VTK file ({})", path, write_failure_reason()));
   }
   out.commit();
 }

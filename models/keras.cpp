@@ -82,19 +82,6 @@ void set_string_array_attribute(const h5::File& f, const std::string& object, co
     throw InputError(fmt::format("{}: cannot write attribute '{}' on '{}'", f.path(), name, object));
 }
 
-std::vector<std::string> group_members(const h5::File& f, const std::string& group) {
-  std::vector<std::string> names;
-  const auto collect = [](hid_t, const char* name, const H5L_info_t*, void* data) -> herr_t {
-    static_cast<std::vector<std::string>*>(data)->emplace_back(name);
-    return 0;
-  };
-  hsize_t index = 0;
-  if (H5Literate_by_name(f.id(), group.c_str(), H5_INDEX_NAME, H5_ITER_INC, &index, collect, &names,
-                         H5P_DEFAULT) < 0)
-    throw InputError(fmt::format("{}: cannot list the group '{}' (damaged file?)", f.path(), group));
-  return names;
-}
-
 void make_group(const h5::File& f, const std::string& path) {
   h5::Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
   H5Pset_create_intermediate_group(lcpl.get(), 1);
@@ -714,9 +701,9 @@ KerasImport import_keras3(const h5::File& f, const std::string& root, const std:
   r.keras_version = f.string_attribute("/", "keras_version").value_or("unknown");
   static const std::regex pattern(R"(^(conv3d_transpose|conv3d|batch_normalization)(_(\d+))?$)");
   std::map<std::string, std::vector<std::pair<int, std::string>>> by_kind;
-  for (const auto& name : group_members(f, root)) {
+  for (const auto& name : f.members(root)) {
     const std::string vars = root + "/" + name + "/vars";
-    if (!f.has(vars) || group_members(f, vars).empty()) continue;  // weightless layers (activations, pooling)
+    if (!f.has(vars) || f.members(vars).empty()) continue;  // weightless layers (activations, pooling)
     std::smatch m;
     if (!std::regex_match(name, m, pattern))
       throw InputError(
@@ -759,7 +746,7 @@ KerasImport import_keras3(const h5::File& f, const std::string& root, const std:
     const std::string vars = root + "/" + w.layer + "/vars/";
     static const char* conv_roles[] = {"kernel", "bias"};
     static const char* bn_roles[] = {"gamma", "beta", "moving_mean", "moving_variance"};
-    const auto n = group_members(f, root + "/" + w.layer + "/vars").size();
+    const auto n = f.members(root + "/" + w.layer + "/vars").size();
     if (op.kind == OpKind::BatchNorm) {
       if (n != 4)
         throw InputError(

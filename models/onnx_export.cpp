@@ -335,7 +335,7 @@ void export_onnx(const Model& model, const std::string& path, const OnnxExportOp
   {
     std::ofstream file(out.temporary_path(), std::ios::binary);
     if (!m.SerializeToOstream(&file) || !file.flush())
-      throw InputError(fmt::format("{}: cannot write the ONNX file (disk full?)", path));
+      throw InputError(fmt::format("{}: cannot write the ONNX file ({})", path, write_failure_reason()));
   }
   out.commit();
 }

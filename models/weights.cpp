@@ -81,19 +81,6 @@ void write_model(const std::string& path, const Model& model, bool overwrite) {
 
 namespace {
 
-std::vector<std::string> group_members(const h5::File& f, const std::string& group) {
-  std::vector<std::string> names;
-  const auto collect = [](hid_t, const char* name, const H5L_info_t*, void* data) -> herr_t {
-    static_cast<std::vector<std::string>*>(data)->emplace_back(name);
-    return 0;
-  };
-  hsize_t index = 0;
-  if (H5Literate_by_name(f.id(), group.c_str(), H5_INDEX_NAME, H5_ITER_INC, &index, collect, &names,
-                         H5P_DEFAULT) < 0)
-    throw InputError(fmt::format("{}: cannot list the group '{}' (damaged file?)", f.path(), group));
-  return names;
-}
-
 template <class T>
 T required_attribute(const std::optional<T>& value, const h5::File& f, const char* name) {
   if (!value)
@@ -193,7 +180,7 @@ Model read_model(const std::string& path) {
     t.trainable = spec.trainable;
     m.parameters.emplace(spec.name, std::move(t));
   }
-  for (const auto& name : group_members(f, "/parameters"))
+  for (const auto& name : f.members("/parameters"))
     if (!expected.count(name))
       throw InputError(
           fmt::format("{}: '{}' is not a parameter of the {} network (wrong architecture or width?)",

@@ -332,6 +332,7 @@ DatasetRunResult synthesize_dataset(const DatasetSpec& spec, const DatasetRunOpt
   {
     AtomicOutput probe(o.output, true);  // the folder exists and OUT is not a folder; creates nothing
   }
+  require_companion_name_fits(o.output, partial_path(o.output));
   // One run per output at a time: the lock covers OUT.partial and OUT until the run ends, so a second run
   // (even with --force) stops at once instead of removing or corrupting this one's file.
   const OutputLock lock(o.output);

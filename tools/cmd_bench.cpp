@@ -150,6 +150,8 @@ void run(const BenchOptions& o) {
   learned.batches = batches;
   learned.train_batches = parse_batches(o.train_batches, "--train-batch");
   learned.precisions = split(o.precisions);
+  require(o.width >= 0 && o.width <= 1024,
+          fmt::format("--width must be 0 (the paper's) or 1..1024 (got {})", o.width));
   learned.width = o.width;
   learned.model = o.model;
   for (const auto& mode : split(o.modes)) learned.modes.push_back(parse_mode(mode));

@@ -149,6 +149,22 @@ void run(const EvaluateOptions& o) {
   require(o.png_frames >= 1, fmt::format("--png-frames must be positive (got {})", o.png_frames));
   const std::vector<MethodInstance> methods = split_methods(o.methods);
   const auto params = parse_params(o.params);
+  // A parameter no listed method reads would be ignored in silence: refuse it, naming what would read it.
+  for (const auto& [key, value] : params) {
+    const auto dot = key.find('.');
+    bool read = false;
+    for (const auto& m : methods) {
+      const bool takes = m.name == "l1" || m.name == "tv" || m.name == "pnp" || is_learned(m.name);
+      read = read || (takes && (dot == std::string::npos || key.substr(0, dot) == m.name ||
+                                key.substr(0, dot) == m.spec));
+    }
+    require(read, fmt::format("--param {}={}: no method of --methods {} takes it (parameters are for l1, tv, "
+                              "pnp and the learned methods; scope one with METHOD.key=value)",
+                              key, value, o.methods));
+  }
+  require(
+      o.freqs == 0 || !o.system.empty(),
+      "--freqs goes with --system (the file's own system is used otherwise); drop --freqs or add --system");
   const auto models = parse_models(o.models, methods);
   for (const auto& [key, path] : models) {
     require_distinct_paths(o.data, path);
@@ -307,7 +323,8 @@ void add_evaluate_command(CLI::App& app) {
   c->add_option("--methods,-m", o->methods, "Comma-separated methods: " + method_names())
       ->capture_default_str();
   c->add_option("--system", o->system, "Refuse a dataset whose radar system differs from this named system");
-  c->add_option("--freqs,-K", o->freqs, "Frequencies of --system (default: the file's)");
+  c->add_option("--freqs,-K", o->freqs, "Frequencies of --system (default: the file's)")
+      ->check(CLI::PositiveNumber);
   c->add_option("--frames", o->frames, "Evaluate only the first N frames (0: all)")->capture_default_str();
   c->add_option("--json", o->json, "Write the results as JSON (summaries and per-frame metrics)");
   c->add_option("--csv", o->csv, "Write the per-method summary as CSV");

@@ -54,6 +54,10 @@ void run(const ReconstructOptions& o) {
       require(learned && key == "precision",
               fmt::format("--param {}={}: method '{}' has no parameter '{}'{}", key, value, o.method, key,
                           learned ? " (learned methods take precision)" : " (it takes no --param)"));
+  require(
+      o.precision.empty() || learned,
+      fmt::format("--precision: method '{}' runs no network; drop --precision, or choose a learned method",
+                  o.method));
   if (!learned && o.method != "pnp")  // pnp's --model is its denoiser
     require(o.model.empty(),
             fmt::format("--model: method '{}' uses no weights; drop --model, or choose a learned method",
@@ -140,7 +144,8 @@ void add_reconstruct_command(CLI::App& app) {
   c->add_option("--batch", o->batch, "Frames per GPU launch")->capture_default_str();
   c->add_option("--model", o->model, "Weights file of a learned method");
   c->add_option("--precision", o->precision,
-                "fp32 | tf32 | fp16 | bf16: learned methods on the GPU (default fp16; the CPU runs fp32)");
+                "fp32 | tf32 | fp16 | bf16: learned methods on the GPU (default fp16; the CPU runs fp32)")
+      ->check(CLI::IsMember({"fp32", "tf32", "fp16", "bf16"}));
   c->add_option("--param", o->params, "Method-specific option key=value (repeatable)");
   c->add_flag("--complex", o->complex, "Store complex volumes instead of magnitudes");
   c->add_flag("--force,-f", o->force, "Replace existing output files");

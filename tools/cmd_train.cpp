@@ -156,6 +156,9 @@ void run_train(const TrainOptions& o, const CLI::App& c) {
   const std::string checkpoint =
       o.checkpoint.empty() ? nn::sibling_path(o.output, ".checkpoint.h5") : o.checkpoint;
   require(!(o.resume && o.force), "--resume and --force exclude each other");
+  for (const std::string& p :
+       {checkpoint, nn::sibling_path(o.output, ".log.csv"), nn::sibling_path(o.output, ".log.json")})
+    require_companion_name_fits(o.output, p);
   if (!o.resume && !o.force)
     for (const std::string* p : {&checkpoint, &o.output})
       if (std::filesystem::exists(*p))

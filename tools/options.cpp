@@ -1,5 +1,6 @@
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <sstream>
 #include <thread>
@@ -38,6 +39,20 @@ namespace {
 void strict_integers(CLI::App& app) {
   for (CLI::Option* opt : app.get_options()) {
     const std::string type = opt->get_type_name();
+    if (type == "FLOAT" && opt->get_type_size() != 0) {
+      // An empty value would read as 0, which no user means. NaN is left to each option's own range check,
+      // whose message says what the option is for.
+      opt->transform(CLI::Validator(
+          [](std::string& text) -> std::string {
+            char* end = nullptr;
+            std::strtod(text.c_str(), &end);
+            if (text.empty() || end != text.c_str() + text.size())
+              return fmt::format("'{}' is not a number", text);
+            return {};
+          },
+          "", "strict number"));
+      continue;
+    }
     if (type != "INT" && type != "UINT") continue;
     if (opt->get_type_size() == 0) continue;  // a flag
     const bool is_unsigned = type == "UINT";

@@ -82,6 +82,10 @@ class Probe:
     def _limits():
         resource.setrlimit(resource.RLIMIT_AS, (AS_CAP, AS_CAP))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        # A probe started in the background of a non-interactive shell inherits SIGINT/SIGQUIT ignored, and so
+        # would every run: give them the default action a user's terminal gives, so the signal cases mean it.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
     def start(self, argv, cwd, threads=True):
         return subprocess.Popen([self.binary] + argv, cwd=cwd, env=self.env(threads), stdout=subprocess.PIPE,

@@ -41,7 +41,15 @@ def test_bad_input_names_the_problem(tmp_path, tiny_system, tiny_grid):
     with pytest.raises(ValueError, match="text.h5"):
         nfmimo.read_measurements(tmp_path / "text.h5")
     y = np.full((1,) + tiny_system.measurement_shape, np.nan, np.complex64)
-    nfmimo.write_measurements(tmp_path / "nan.h5", y, tiny_system)
+    # The writer refuses what the reader would refuse, and leaves no file.
+    with pytest.raises(ValueError, match=r"nan.h5.*/measurements.*non-finite"):
+        nfmimo.write_measurements(tmp_path / "nan.h5", y, tiny_system)
+    assert not (tmp_path / "nan.h5").exists()
+    # The reader refuses non-finite values that another writer (h5py here) put in a file.
+    nfmimo.write_measurements(tmp_path / "nan.h5", np.zeros_like(y), tiny_system)
+    import h5py
+    with h5py.File(tmp_path / "nan.h5", "r+") as f:
+        f["measurements"][...] = y
     with pytest.raises(ValueError, match=r"nan.h5.*/measurements.*(finite|NaN)"):
         nfmimo.read_measurements(tmp_path / "nan.h5")
     with pytest.raises(ValueError, match="targets: 2 frames, but y has 1"):
