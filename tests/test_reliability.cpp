@@ -409,5 +409,55 @@ TEST(Reliability, InvalidValuesAreRefusedBeforeWork) {
   EXPECT_FALSE(contains(r.output, "PSNR dB")) << r.output;
 }
 
+// What a second probe found after the defect branches met the rest (each line failed before its fix).
+TEST(Reliability, SecondProbeFindingsAreRefused) {
+  ScratchDir dir;
+  const std::string good = simulate(dir, "good.h5");
+  struct Case {
+    std::string args, expect;
+  };
+  const std::vector<Case> cases = {
+      {"reconstruct " + good + " --precision fp16 --out " + (dir / "v.h5"), "runs no network"},
+      {"reconstruct " + good + " --method deep2s --precision fp8 --out " + (dir / "v.h5"), "--precision"},
+      {"evaluate --data " + good + " --methods adjoint --param lambda=nan", "no method of --methods"},
+      {"evaluate --data " + good + " --methods adjoint --freqs 5", "--freqs goes with --system"},
+      {"evaluate --data " + good + " --methods adjoint --system paper --freqs -1", "--freqs"},
+      {"bench --width -1", "--width"},
+      {"simulate --points \"0,0,0.5,1\" --snr '' --out " + (dir / "e.h5"), "not a number"},
+      {"synthesize --count 2 --out " + (dir / std::string(250, 'y')), "bytes"},
+  };
+  for (const auto& c : cases) {
+    const auto r = run_cli(c.args);
+    EXPECT_EQ(r.exit_code, 2) << c.args << ": " << r.output;
+    EXPECT_TRUE(contains(r.output, c.expect)) << c.args << ": " << r.output;
+  }
+  EXPECT_EQ(listing(dir.path()), std::vector<std::string>{"good.h5"}) << joined(listing(dir.path()));
+
+  // A frequency of 1e300 Hz makes the reconstruction overflow: refused, not written as inf/nan volumes.
+  const std::string huge = simulate(dir, "huge.h5");
+  {
+    hid_t f = H5Fopen(huge.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "/system/frequencies", H5P_DEFAULT);
+    hid_t space = H5Dget_space(d);
+    std::vector<double> v(H5Sget_simple_extent_npoints(space), 1e300);
+    EXPECT_GE(H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), 0);
+    H5Sclose(space);
+    H5Dclose(d);
+    H5Fclose(f);
+  }
+  auto r = run_cli("reconstruct " + huge + " --out " + (dir / "v.h5"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "non-finite")) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "v.h5"));
+
+  // A command killed by SIGTERM (or Ctrl-C) leaves no lock file beside its outputs.
+  r = test::run_command(test::cli_binary() + " reconstruct " + good +
+                        " --method tv --grid paper --param iterations=1000 --out " + (dir / "t.h5") +
+                        " >/dev/null 2>&1 & pid=$!; sleep 2; kill -TERM $pid; wait $pid; echo rc=$?");
+  EXPECT_TRUE(contains(r.output, "rc=143")) << r.output;
+  for (const auto& name : listing(dir.path())) EXPECT_FALSE(contains(name, ".lock")) << name;
+  EXPECT_FALSE(fs::exists(dir / "t.h5"));
+}
+
 }  // namespace
 }  // namespace nfmimo
