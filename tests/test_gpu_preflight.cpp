@@ -31,10 +31,7 @@ using test::random_input;
 using test::random_parameters;
 using test::relative_error_below;
 
-template <class T, class A>
-std::span<const T> view(const std::vector<T, A>& v) {
-  return {v.data(), v.size()};
-}
+using test::view;
 
 class GpuPreflight : public ::testing::Test {
  protected:

@@ -19,14 +19,7 @@ using test::random_input;
 using test::random_parameters;
 using test::relative_error_below;
 
-template <class T>
-std::span<const T> view(const aligned_vector<T>& v) {
-  return {v.data(), v.size()};
-}
-template <class T>
-std::span<const T> view(const std::vector<T>& v) {
-  return {v.data(), v.size()};
-}
+using test::view;
 
 using test::layer_cases;
 using test::LayerCase;

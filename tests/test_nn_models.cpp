@@ -26,10 +26,7 @@ namespace {
 namespace fs = std::filesystem;
 using test::relative_error_below;
 
-template <class T, class A>
-std::span<const T> view(const std::vector<T, A>& v) {
-  return {v.data(), v.size()};
-}
+using test::view;
 
 std::string fixture(const std::string& arch) {
   return std::string(NFMIMO_SOURCE_DIR) + "/tests/fixtures/torch_" + arch + ".h5";

@@ -17,6 +17,12 @@
 
 namespace nfmimo::test {
 
+// A read-only span over a vector of any allocator (the layer APIs take spans; tests hold vectors).
+template <class T, class A>
+std::span<const T> view(const std::vector<T, A>& v) {
+  return {v.data(), v.size()};
+}
+
 template <class T>
 std::vector<std::complex<T>> random_complex(std::size_t n, unsigned seed) {
   std::mt19937_64 rng(seed);
