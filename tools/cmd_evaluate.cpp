@@ -103,12 +103,6 @@ std::map<std::string, std::string> parse_params(const std::vector<std::string>& 
 }
 
 // JSON has no infinity or NaN: those are written as the strings "inf", "-inf", "nan".
-bool is_learned(const std::string& name) {
-  for (const auto& e : learned_methods())
-    if (e.name == name) return true;
-  return false;
-}
-
 nlohmann::json number(double v) {
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
@@ -154,7 +148,7 @@ void run(const EvaluateOptions& o) {
     const auto dot = key.find('.');
     bool read = false;
     for (const auto& m : methods) {
-      const bool takes = m.name == "l1" || m.name == "tv" || m.name == "pnp" || is_learned(m.name);
+      const bool takes = is_tunable_method(m.name) || is_learned_method(m.name);
       read = read || (takes && (dot == std::string::npos || key.substr(0, dot) == m.name ||
                                 key.substr(0, dot) == m.spec));
     }
@@ -203,7 +197,7 @@ void run(const EvaluateOptions& o) {
   // given); found before any method runs, so that a missing one costs nothing.
   std::map<std::string, std::string> shipped;
   for (const auto& method : methods)
-    if (is_learned(method.name) && !models.count(method.spec) && !models.count(""))
+    if (is_learned_method(method.name) && !models.count(method.spec) && !models.count(""))
       shipped[method.spec] = default_model(method.name, m.system, grid);
 
   const int keep = o.png.empty() ? 0 : std::min(o.png_frames, frames);
@@ -222,14 +216,14 @@ void run(const EvaluateOptions& o) {
         if (key.rfind(method.spec + ".", 0) == 0) context.params[key.substr(method.spec.size() + 1)] = value;
     const auto model = models.count(method.spec) ? models.find(method.spec) : models.find("");
     context.model = model != models.end() ? model->second : "";
-    if (context.model.empty() && is_learned(method.name)) {
+    if (context.model.empty() && is_learned_method(method.name)) {
       context.model = shipped[method.spec];
       std::printf("%s: using the shipped model %s\n", method.spec.c_str(), context.model.c_str());
     }
     results.push_back(evaluate_method(method.name, context, m.targets, keep));
     MethodEvaluation& e = results.back();
     e.name = method.spec;
-    result_models.push_back(is_learned(method.name) ? context.model : "");
+    result_models.push_back(is_learned_method(method.name) ? context.model : "");
     const std::string name = method.spec;
     if (!header)
       std::printf("%-16s %16s %16s %16s %18s %12s  %s\n", "method", "PSNR dB", "SSIM 3D", "SSIM 2D", "NMSE",

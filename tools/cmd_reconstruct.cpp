@@ -46,10 +46,8 @@ void run(const ReconstructOptions& o) {
   outputs.add(o.vti, "--vti", {o.input, o.model});
   require(o.batch >= 1 && o.batch <= 65536, fmt::format("--batch must be in 1..65536 (got {})", o.batch));
   // Options that the chosen method would silently ignore are refused: they are a mistake the user should see.
-  bool learned = false;
-  for (const auto& e : learned_methods()) learned = learned || e.name == o.method;
-  const bool tunable = o.method == "l1" || o.method == "tv" || o.method == "pnp";
-  if (!tunable)
+  const bool learned = is_learned_method(o.method);
+  if (!is_tunable_method(o.method))
     for (const auto& [key, value] : parse_params(o.params))
       require(learned && key == "precision",
               fmt::format("--param {}={}: method '{}' has no parameter '{}'{}", key, value, o.method, key,

@@ -54,4 +54,12 @@ MethodResult run_method(const std::string& name, const MethodContext& context) {
   throw InputError(fmt::format("unknown method '{}' (known: {})", name, method_names()));
 }
 
+bool is_learned_method(const std::string& name) {
+  for (const auto& e : learned_methods())
+    if (e.name == name) return true;
+  return false;
+}
+
+bool is_tunable_method(const std::string& name) { return name == "l1" || name == "tv" || name == "pnp"; }
+
 }  // namespace nfmimo

@@ -53,6 +53,11 @@ const std::vector<MethodEntry>& all_methods();
 // Runs a method by name (InputError naming the known methods when unknown); fills `magnitude`.
 MethodResult run_method(const std::string& name, const MethodContext& context);
 std::string method_names();  // "adjoint, backprojection, ..."
+// What a method reads besides the measurements: a network (--model, --param precision) for the learned ones,
+// --param keys for the iterative ones (l1, tv, pnp). reconstruct and evaluate refuse what no method would
+// read.
+bool is_learned_method(const std::string& name);
+bool is_tunable_method(const std::string& name);
 
 // --param values: a number / a whole number, or an InputError "METHOD: --param KEY=TEXT is not a number".
 double parse_param_number(const std::string& method, const std::string& key, const std::string& text);
