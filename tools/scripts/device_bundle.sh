@@ -10,8 +10,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build}
-exclude="$(git rev-parse --git-common-dir)/info/exclude"  # a worktree's .git is a file
-grep -qx '/.device/' "$exclude" 2>/dev/null || echo '/.device/' >> "$exclude"
 rm -rf .device && mkdir -p .device/stage/bin .device/stage/lib
 cp "$build/nfmimo" .device/stage/bin/
 # The GPU tests (label gpu: test_gpu_* and test_*_gpu) and the benchmark programs; CPU-only tests stay here.
