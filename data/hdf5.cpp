@@ -456,6 +456,7 @@ void require_single_value(hid_t attribute, const std::string& file, const std::s
   if (n != 1)
     throw InputError(
         fmt::format("{}: attribute '{}' of '{}' holds {} values; expected one", file, name, object, n));
+  require_attribute_storage(attribute, file, fmt::format("attribute '{}' of '{}'", name, object));
 }
 
 }  // namespace
@@ -492,31 +493,7 @@ std::optional<std::string> File::string_attribute(const std::string& object, con
   if (H5Tget_class(type.get()) != H5T_STRING)
     throw InputError(fmt::format("{}: attribute '{}' of '{}' is not a string", shown_, name, object));
   require_single_value(a.get(), shown_, name, object);
-  if (H5Tis_variable_str(type.get()) > 0) {
-    Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
-    H5Tset_size(mem.get(), H5T_VARIABLE);
-    H5Tset_cset(mem.get(), H5Tget_cset(type.get()));
-    char* p = nullptr;
-    if (H5Aread(a.get(), mem.get(), &p) < 0)
-      throw InputError(fmt::format("{}: cannot read attribute '{}'", shown_, name));
-    std::string s = p ? p : "";
-    Handle space(H5Aget_space(a.get()), H5Sclose);
-    H5Dvlen_reclaim(mem.get(), space.get(), H5P_DEFAULT, &p);
-    return s;
-  }
-  // Fixed length: read the bytes as they are stored (NULLPAD/SPACEPAD strings from MATLAB or h5py fill all
-  // `size` bytes, which a NULLTERM memory type of the same size would cut by one), then trim the padding.
-  const std::size_t size = H5Tget_size(type.get());
-  std::string s(size + 1, '\0');
-  Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
-  H5Tset_size(mem.get(), size + 1);
-  H5Tset_strpad(mem.get(), H5T_STR_NULLTERM);
-  if (H5Aread(a.get(), mem.get(), s.data()) < 0)
-    throw InputError(fmt::format("{}: cannot read attribute '{}'", shown_, name));
-  s.resize(std::strlen(s.c_str()));
-  if (H5Tget_strpad(type.get()) == H5T_STR_SPACEPAD)
-    while (!s.empty() && s.back() == ' ') s.pop_back();
-  return s;
+  return read_string_values(a.get(), shown_, fmt::format("attribute '{}' of '{}'", name, object)).at(0);
 }
 
 std::optional<long long> File::int_attribute(const std::string& object, const std::string& name) const {

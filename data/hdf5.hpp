@@ -142,6 +142,17 @@ void require_memory(const std::string& where, std::uint64_t elements, std::uint6
 // Bytes of memory available to this process now (MemAvailable, else physical memory).
 std::uint64_t available_memory();
 
+// Every value of a string attribute, fixed or variable length. Variable-length values are read only after
+// their global heap objects are checked (HDF5 1.10 hangs or overflows on damaged ones;
+// data/hdf5_strings.cpp): a damaged file is an InputError naming `shown` (the file) and `what` ("attribute
+// 'x' of '/'").
+std::vector<std::string> read_string_values(hid_t attribute, const std::string& shown,
+                                            const std::string& what);
+
+// Refuses (InputError) an attribute whose stored bytes are fewer than its values need: HDF5 1.10 would read
+// past them. Every attribute reader calls it before H5Aread.
+void require_attribute_storage(hid_t attribute, const std::string& shown, const std::string& what);
+
 // Silences HDF5's own error printing (we report errors ourselves); called once by File.
 void silence_library_errors();
 

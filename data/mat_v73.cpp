@@ -80,13 +80,13 @@ class MatV73File final : public MatFile {
     if (!d)
       throw InputError(fmt::format("{}: cannot be opened (the file is truncated or corrupt)", where(field)));
     MatArray a;
-    a.matlab_class = string_attribute(d.get(), "MATLAB_class");
+    a.matlab_class = string_attribute(d.get(), "MATLAB_class", field);
     h5::Handle space(H5Dget_space(d.get()), H5Sclose);
     const int rank = H5Sget_simple_extent_ndims(space.get());
     std::vector<hsize_t> hd(rank > 0 ? std::size_t(rank) : 0);
     if (rank > 0) H5Sget_simple_extent_dims(space.get(), hd.data(), nullptr);
     a.dims.assign(hd.rbegin(), hd.rend());
-    if (int_attribute(d.get(), "MATLAB_empty") == 1) {
+    if (int_attribute(d.get(), "MATLAB_empty", field) == 1) {
       // The dataset holds the dimensions of an empty array, not values.
       a.dims.assign(2, 0);
       return a;
@@ -139,29 +139,27 @@ class MatV73File final : public MatFile {
         fmt::format("{}: its values cannot be read (the file is truncated or corrupt)", where(field)));
   }
 
-  static std::string string_attribute(hid_t object, const char* name) {
+  // The MATLAB_class tag: "" when absent or not one string (the caller then refuses the field by its type).
+  std::string string_attribute(hid_t object, const char* name, const std::string& field) const {
     if (H5Aexists(object, name) <= 0) return "";
     h5::Handle attr(H5Aopen(object, name, H5P_DEFAULT), H5Aclose);
-    h5::Handle type(H5Aget_type(attr.get()), H5Tclose);
-    if (H5Tget_class(type.get()) != H5T_STRING) return "";
-    if (H5Tis_variable_str(type.get()) > 0) {
-      char* value = nullptr;
-      h5::Handle memory(H5Tcopy(H5T_C_S1), H5Tclose);
-      H5Tset_size(memory.get(), H5T_VARIABLE);
-      if (H5Aread(attr.get(), memory.get(), &value) < 0 || !value) return "";
-      std::string s(value);
-      H5free_memory(value);
-      return s;
-    }
-    const std::size_t size = H5Tget_size(type.get());
-    std::string s(size, '\0');
-    if (H5Aread(attr.get(), type.get(), s.data()) < 0) return "";
-    return s.substr(0, s.find('\0'));
+    h5::Handle type(attr ? H5Aget_type(attr.get()) : -1, H5Tclose);
+    if (!type || H5Tget_class(type.get()) != H5T_STRING) return "";
+    const auto values =
+        h5::read_string_values(attr.get(), path(), fmt::format("field '{}': attribute '{}'", field, name));
+    return values.size() == 1 ? values[0] : "";
   }
 
-  static long long int_attribute(hid_t object, const char* name) {
+  // The MATLAB_empty flag: 0 when absent or not one integer (one value only: H5Aread writes every element).
+  long long int_attribute(hid_t object, const char* name, const std::string& field) const {
     if (H5Aexists(object, name) <= 0) return 0;
     h5::Handle attr(H5Aopen(object, name, H5P_DEFAULT), H5Aclose);
+    h5::Handle type(attr ? H5Aget_type(attr.get()) : -1, H5Tclose);
+    h5::Handle space(attr ? H5Aget_space(attr.get()) : -1, H5Sclose);
+    if (!type || !space || H5Tget_class(type.get()) != H5T_INTEGER ||
+        H5Sget_simple_extent_npoints(space.get()) != 1)
+      return 0;
+    h5::require_attribute_storage(attr.get(), path(), fmt::format("field '{}': attribute '{}'", field, name));
     long long v = 0;
     if (H5Aread(attr.get(), H5T_NATIVE_LLONG, &v) < 0) return 0;
     return v;

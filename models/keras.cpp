@@ -35,31 +35,7 @@ std::vector<std::string> string_array_attribute(const h5::File& f, const std::st
   if (!a || !type || !space || H5Tget_class(type.get()) != H5T_STRING)
     throw InputError(
         fmt::format("{}: attribute '{}' of '{}' is not a list of strings", f.path(), name, object));
-  const hssize_t n = H5Sget_simple_extent_npoints(space.get());
-  std::vector<std::string> out;
-  if (n <= 0) return out;
-  if (H5Tis_variable_str(type.get()) > 0) {
-    h5::Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
-    H5Tset_size(mem.get(), H5T_VARIABLE);
-    std::vector<char*> p(std::size_t(n), nullptr);
-    if (H5Aread(a.get(), mem.get(), p.data()) < 0)
-      throw InputError(fmt::format("{}: cannot read attribute '{}' of '{}'", f.path(), name, object));
-    for (char* s : p) out.emplace_back(s ? s : "");
-    H5Dvlen_reclaim(mem.get(), space.get(), H5P_DEFAULT, p.data());
-    return out;
-  }
-  const std::size_t size = H5Tget_size(type.get());
-  std::vector<char> buffer(size * std::size_t(n));
-  h5::Handle mem(H5Tcopy(H5T_C_S1), H5Tclose);
-  H5Tset_size(mem.get(), size);
-  H5Tset_strpad(mem.get(), H5T_STR_NULLPAD);
-  if (H5Aread(a.get(), mem.get(), buffer.data()) < 0)
-    throw InputError(fmt::format("{}: cannot read attribute '{}' of '{}'", f.path(), name, object));
-  for (hssize_t i = 0; i < n; ++i) {
-    const char* s = buffer.data() + std::size_t(i) * size;
-    out.emplace_back(s, strnlen(s, size));
-  }
-  return out;
+  return h5::read_string_values(a.get(), f.path(), fmt::format("attribute '{}' of '{}'", name, object));
 }
 
 void set_string_array_attribute(const h5::File& f, const std::string& object, const std::string& name,
