@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "models/nn/lowering.hpp"
 #include "radar/error.hpp"
 
 namespace nfmimo::nn {
@@ -158,13 +159,14 @@ struct CpuNetwork::Impl {
 
   // Inference fusion: absorbed[op] when a batch norm / activation is computed inside its convolution;
   // root[value] is the op whose buffer holds the value; post[conv] the fused activation.
+  std::vector<Step> steps;
   std::vector<char> absorbed;
   std::vector<int> root;
   std::map<int, dnnl::algorithm> post;
   std::map<int, std::vector<float>> conv_weights, conv_bias;  // per conv op, effective (folded) parameters
   std::uint64_t version = 0;
 
-  std::map<int, std::unique_ptr<Plan>> plans;
+  PlanCache<Plan> plans{2};
   Plan* last = nullptr;
   // NFMIMO_NN_PROFILE=1 prints each op's time and oneDNN implementation to stderr (for the benchmark).
   const bool profile = std::getenv("NFMIMO_NN_PROFILE") != nullptr;
@@ -203,32 +205,21 @@ struct CpuNetwork::Impl {
     return params.at(op.name + suffix).values;
   }
 
+  // The shared lowering's inference fusions (the CPU's training kernels fuse nothing): absorbed[op] when an
+  // op is computed inside its chain's convolution, root[value] the op whose buffer holds the value,
+  // post[conv] the fused activation.
   void plan_fusion() {
     const auto& ops = net.ops();
+    steps = lower(net, mode);
     absorbed.assign(ops.size(), 0);
     root.resize(ops.size());
     for (std::size_t i = 0; i < ops.size(); ++i) root[i] = int(i);
-    if (mode != Mode::Inference) return;
-    std::vector<std::vector<int>> users(ops.size());
-    for (std::size_t i = 0; i < ops.size(); ++i)
-      for (int v : ops[i].inputs) users[std::size_t(v)].push_back(int(i));
-    // The only reader of value v, or -1 (several readers, or v is the network's output).
-    const auto only_user = [&](int v) {
-      return users[std::size_t(v)].size() == 1 && v != net.output() ? users[std::size_t(v)][0] : -1;
-    };
-    for (std::size_t i = 0; i < ops.size(); ++i) {
-      if (ops[i].kind != OpKind::Conv) continue;
-      int at = int(i), next = only_user(at);
-      if (next >= 0 && ops[std::size_t(next)].kind == OpKind::BatchNorm) {
-        absorbed[std::size_t(next)] = 1, root[std::size_t(next)] = int(i);
-        at = next, next = only_user(at);
-      }
-      if (next >= 0 &&
-          (ops[std::size_t(next)].kind == OpKind::ReLU || ops[std::size_t(next)].kind == OpKind::Sigmoid)) {
-        absorbed[std::size_t(next)] = 1, root[std::size_t(next)] = int(i);
-        post[int(i)] = ops[std::size_t(next)].kind == OpKind::ReLU ? dnnl::algorithm::eltwise_relu
-                                                                   : dnnl::algorithm::eltwise_logistic;
-      }
+    for (const Step& step : steps) {
+      for (std::size_t c = 1; c < step.chain.size(); ++c)
+        absorbed[std::size_t(step.chain[c])] = 1, root[std::size_t(step.chain[c])] = step.op;
+      if (step.activation != OpKind::Input)
+        post[step.op] = step.activation == OpKind::ReLU ? dnnl::algorithm::eltwise_relu
+                                                        : dnnl::algorithm::eltwise_logistic;
     }
   }
 
@@ -259,19 +250,9 @@ struct CpuNetwork::Impl {
     ++version;
   }
 
+  // At most two plans: a chunked run uses the full batch and one remainder.
   Plan& plan_for(int n) {
-    auto it = plans.find(n);
-    if (it == plans.end()) {
-      // Keep at most two plans (a chunked run uses the full batch and one remainder).
-      if (plans.size() >= 2)
-        for (auto e = plans.begin(); e != plans.end(); ++e)
-          if (e->second.get() != last) {
-            plans.erase(e);
-            break;
-          }
-      it = plans.emplace(n, build_plan(n)).first;
-    }
-    last = it->second.get();
+    last = &plans.get(n, [this](int size) { return build_plan(size); }, {last});
     return *last;
   }
 
@@ -306,44 +287,15 @@ struct CpuNetwork::Impl {
     return plan;
   }
 
-  // Inference: a buffer is reused once every reader of the values stored in it has run. Training: one buffer
-  // per value (backward reads them all).
+  // Inference reuses a buffer once every reader of the values in it has run; training keeps one per value
+  // (backward reads them all).
   void assign_buffers(Plan& plan) {
-    const auto& ops = net.ops();
-    plan.buffer_of.assign(ops.size(), -1);
-    std::vector<std::size_t> sizes;
-    std::vector<int> last_use(ops.size(), -1);
-    for (std::size_t i = 0; i < ops.size(); ++i)
-      for (int v : ops[i].inputs)
-        last_use[std::size_t(root[std::size_t(v)])] =
-            std::max(last_use[std::size_t(root[std::size_t(v)])], int(i));
-    last_use[std::size_t(root[std::size_t(net.output())])] = int(ops.size());
-    std::vector<int> free_list;
-    for (std::size_t i = 0; i < ops.size(); ++i) {
-      if (root[i] != int(i)) {
-        plan.buffer_of[i] = plan.buffer_of[std::size_t(root[i])];
-      } else {
-        const std::size_t need = plan.shapes[i].elements();
-        int best = -1;
-        if (mode == Mode::Inference)
-          for (int b : free_list)
-            if (sizes[std::size_t(b)] >= need &&
-                (best < 0 || sizes[std::size_t(b)] < sizes[std::size_t(best)]))
-              best = b;
-        if (best < 0) {
-          best = int(sizes.size());
-          sizes.push_back(need);
-        } else {
-          free_list.erase(std::find(free_list.begin(), free_list.end(), best));
-        }
-        plan.buffer_of[i] = best;
-      }
-      if (mode != Mode::Inference) continue;
-      for (std::size_t v = 0; v <= i; ++v)
-        if (root[v] == int(v) && last_use[v] == int(i)) free_list.push_back(plan.buffer_of[v]);
-    }
-    plan.buffers.resize(sizes.size());
-    for (std::size_t b = 0; b < sizes.size(); ++b) plan.buffers[b].resize(sizes[b]);
+    const BufferAssignment a = nn::assign_buffers(
+        net, steps, [&](int v) { return plan.shapes[std::size_t(v)].elements(); }, mode == Mode::Inference,
+        true);
+    plan.buffer_of = a.buffer_of;
+    plan.buffers.resize(a.sizes.size());
+    for (std::size_t b = 0; b < a.sizes.size(); ++b) plan.buffers[b].resize(a.sizes[b]);
   }
 
   void build_conv(Plan& plan, int index) {
@@ -953,7 +905,7 @@ void CpuNetwork::backward(const float* grad_output, float* grad_input) {
   impl_->backward(grad_output, grad_input);
 }
 const Parameters& CpuNetwork::parameters() const { return impl_->params; }
-const std::map<std::string, std::vector<float>>& CpuNetwork::gradients() const { return impl_->grads; }
+const Gradients& CpuNetwork::gradients() const { return impl_->grads; }
 
 void CpuNetwork::set_parameters(const Parameters& parameters) {
   check_parameters(impl_->net, parameters, "CPU network");

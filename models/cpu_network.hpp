@@ -20,39 +20,40 @@
 #include <vector>
 
 #include "models/network.hpp"
+#include "models/nn/executor.hpp"
 #include "models/reference.hpp"
 
 namespace nfmimo::nn {
 
-class CpuNetwork {
+class CpuNetwork final : public Executor {
  public:
   CpuNetwork(Network network, const Parameters& parameters, Mode mode);
   ~CpuNetwork();
   CpuNetwork(const CpuNetwork&) = delete;
   CpuNetwork& operator=(const CpuNetwork&) = delete;
 
-  const Network& network() const;
-  Mode mode() const;
+  const Network& network() const override;
+  Mode mode() const override;
 
   // output [n, ...] = network(input [n, ...]), logical layouts.
-  void forward(const float* input, float* output, int n);
+  void forward(const float* input, float* output, int n) override;
   // Inference-mode output (training mode: running statistics, nothing updated). Training mode computes it in
   // a separate inference copy, so a predict between forward and backward leaves that backward's gradients
   // unchanged (the contract the GPU backend keeps too).
-  void predict(const float* input, float* output, int n);
+  void predict(const float* input, float* output, int n) override;
   // Training mode only, after forward: fills gradients() from d(loss)/d(output); writes d(loss)/d(input) when
   // `grad_input` is not null.
-  void backward(const float* grad_output, float* grad_input);
+  void backward(const float* grad_output, float* grad_input) override;
 
   // Current parameters (training mode: with the running statistics updated by forward).
-  const Parameters& parameters() const;
+  const Parameters& parameters() const override;
   // Replaces the parameters (same names and shapes; checked), for example after an optimizer step.
-  void set_parameters(const Parameters& parameters);
+  void set_parameters(const Parameters& parameters) override;
   // d(loss)/d(parameter) of the last backward, for every trainable parameter, in the parameter's layout.
-  const std::map<std::string, std::vector<float>>& gradients() const;
+  const Gradients& gradients() const override;
 
   // "cpu (oneDNN 2.6.3, 2 threads)".
-  std::string description() const;
+  std::string description() const override;
 
  private:
   struct Impl;

@@ -6,8 +6,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "models/cpu_network.hpp"
-#include "models/gpu_network.hpp"
+#include "models/nn/executor.hpp"
 #include "radar/error.hpp"
 #include "radar/random.hpp"
 #include "synthesizer/scene.hpp"
@@ -25,12 +24,8 @@ void require_denoiser(const Model& model, const std::string& source) {
 NetworkDenoiser::NetworkDenoiser(const Model& model, DeviceKind device, Precision precision)
     : voxels_(model.grid.voxels()), input_(model.grid.voxels()) {
   require_denoiser(model, "the model");
-  if (resolve_device(device) == DeviceKind::Cuda) {
-    gpu_ = std::make_unique<GpuNetwork>(model.network(), model.parameters, Mode::Inference, precision);
-  } else {
-    require(precision == Precision::Fp32, "the CPU network backend runs fp32 only");
-    cpu_ = std::make_unique<CpuNetwork>(model.network(), model.parameters, Mode::Inference);
-  }
+  network_ =
+      make_executor(model.network(), model.parameters, Mode::Inference, resolve_device(device), precision);
 }
 
 NetworkDenoiser::~NetworkDenoiser() = default;
@@ -43,14 +38,11 @@ void NetworkDenoiser::denoise(const float* m, float* out) {
   }
   const float inv = 1.0f / peak;
   for (std::size_t i = 0; i < voxels_; ++i) input_[i] = m[i] * inv;
-  if (gpu_)
-    gpu_->predict(input_.data(), out, 1);
-  else
-    cpu_->forward(input_.data(), out, 1);
+  network_->predict(input_.data(), out, 1);
   for (std::size_t i = 0; i < voxels_; ++i) out[i] *= peak;
 }
 
-std::string NetworkDenoiser::description() const { return gpu_ ? gpu_->description() : cpu_->description(); }
+std::string NetworkDenoiser::description() const { return network_->description(); }
 
 namespace {
 

@@ -16,8 +16,7 @@
 
 namespace nfmimo::nn {
 
-class CpuNetwork;
-class GpuNetwork;
+class Executor;
 
 // The default first-level width of `nfmimo train --arch denoiser`: pnp calls the network once per ADMM
 // iteration, and a width-16 U-Net costs about a quarter of the paper's width 32 (docs/training.md).
@@ -35,8 +34,7 @@ class NetworkDenoiser final : public MagnitudeDenoiser {
 
  private:
   std::size_t voxels_;
-  std::unique_ptr<CpuNetwork> cpu_;
-  std::unique_ptr<GpuNetwork> gpu_;
+  std::unique_ptr<Executor> network_;
   std::vector<float> input_;
 };
 

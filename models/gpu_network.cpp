@@ -33,6 +33,7 @@
 #include "models/algorithm_choice.hpp"
 #include "models/gpu_kernels.hpp"
 #include "models/gpu_network_internals.hpp"
+#include "models/nn/lowering.hpp"
 #include "radar/error.hpp"
 
 namespace nfmimo::nn {
@@ -330,6 +331,7 @@ struct GpuNetwork::Impl {
   DType dtype;
   Parameters params;  // the logical parameters as last set (inference mode: the source of the folding)
   CudnnHandle handle;
+  std::vector<Step> steps;
   std::vector<Exec> execs;
   std::vector<Slot> slots, running_slots;
   std::map<std::string, std::size_t> slot_index, running_index;
@@ -338,15 +340,16 @@ struct GpuNetwork::Impl {
   DeviceBuffer<std::byte> compute, compute_grads;
   GpuNetworkInternals internals;
   // Plans by batch size: `plans` for forward (and backward), `predict_plans` for predict in training mode.
-  // Sizes planned through plan() / plan_predict() are pinned; at most kUnpinnedPlans others are kept.
-  static constexpr std::size_t kUnpinnedPlans = 2;
-  std::map<int, std::unique_ptr<Plan>> plans, predict_plans;
-  std::set<int> pinned, pinned_predict;
+  // Sizes planned through plan() / plan_predict() are pinned; at most two others are kept.
+  PlanCache<Plan> plans{2}, predict_plans{2};
   Plan* last = nullptr;     // the plan last used (never evicted)
   Plan* trained = nullptr;  // training mode: the plan of the last forward, which backward reads
   std::unique_ptr<CudaStream> host_stream;  // host-memory calls
   DeviceBuffer<float> host_in, host_out;
   std::string gpu_name;
+  // What parameters() and gradients() last downloaded (the Executor interface returns references).
+  Parameters parameters_read;
+  Gradients gradients_read;
 
   Impl(Network network, const Parameters& parameters, Mode m, Precision p)
       : net(std::move(network)), mode(m), precision(p), dtype(dtype_of(p)) {
@@ -360,58 +363,33 @@ struct GpuNetwork::Impl {
   }
 
   // ---- graph analysis ---------------------------------------------------------------------------
+  // The shared lowering with the fusions this backend's training kernels implement (conv + activation
+  // epilogue, batch norm + ReLU in one pass, a convolution's bias left to its batch norm).
+  static constexpr FusionRules kFusionRules{true, true, true};
+
   void analyse() {
-    const auto& ops = net.ops();
-    std::vector<std::vector<int>> users(ops.size());
-    for (std::size_t i = 0; i < ops.size(); ++i)
-      for (int v : ops[i].inputs) users[std::size_t(v)].push_back(int(i));
-    const auto only_user = [&](int v) {
-      return users[std::size_t(v)].size() == 1 && v != net.output() ? users[std::size_t(v)][0] : -1;
+    steps = lower(net, mode, kFusionRules);
+    const auto act_of = [](OpKind k) {
+      return k == OpKind::ReLU ? Act::ReLU : k == OpKind::Sigmoid ? Act::Sigmoid : Act::None;
     };
-    const auto kind = [&](int i) { return i < 0 ? OpKind::Input : ops[std::size_t(i)].kind; };
-    const auto act_of = [](OpKind k) { return k == OpKind::ReLU ? Act::ReLU : Act::Sigmoid; };
-    std::vector<char> done(ops.size(), 0);
-    std::map<int, int> pending_conv_of_bn;  // training: batch norm -> convolution whose bias it carries
-    for (std::size_t i = 1; i < ops.size(); ++i) {
-      if (done[i]) continue;
-      const Op& op = ops[i];
+    for (const Step& step : steps) {
       Exec e;
-      e.op = int(i), e.result = int(i), e.inputs = op.inputs;
-      switch (op.kind) {
-        case OpKind::Conv: {
+      e.op = step.op, e.result = step.result, e.inputs = step.inputs;
+      e.pre = step.pre_activation, e.folded_bn = step.folded_batch_norm, e.act = act_of(step.activation);
+      e.relu = step.batch_norm_relu, e.pending_bias = step.pending_bias, e.bn_conv = step.bias_from_conv;
+      switch (step.kind) {
+        case OpKind::Conv:
           e.kind = ExecKind::Conv;
-          int next = only_user(int(i));
-          if (mode == Mode::Inference) {
-            if (kind(next) == OpKind::BatchNorm) {
-              e.folded_bn = next, e.result = next, done[std::size_t(next)] = 1;
-              next = only_user(next);
-            }
-            if (kind(next) == OpKind::ReLU || kind(next) == OpKind::Sigmoid) {
-              e.act = act_of(kind(next)), e.result = next, done[std::size_t(next)] = 1;
-            }
-          } else if (kind(next) == OpKind::BatchNorm) {
-            // The batch mean removes a constant per channel: the bias changes only the running mean.
-            e.pending_bias = op.bias;
-            if (op.bias) pending_conv_of_bn[next] = int(i);
-          } else if (kind(next) == OpKind::ReLU || kind(next) == OpKind::Sigmoid) {
-            e.act = act_of(kind(next)), e.pre = int(i), e.result = next, done[std::size_t(next)] = 1;
-          }
           break;
-        }
         case OpKind::ConvTranspose:
           e.kind = ExecKind::ConvTranspose;
           break;
-        case OpKind::BatchNorm: {
+        case OpKind::BatchNorm:
           e.kind = ExecKind::BatchNorm;
-          const int next = only_user(int(i));
-          if (kind(next) == OpKind::ReLU) e.relu = true, e.result = next, done[std::size_t(next)] = 1;
-          if (auto it = pending_conv_of_bn.find(int(i)); it != pending_conv_of_bn.end())
-            e.bn_conv = it->second;
           break;
-        }
         case OpKind::ReLU:
         case OpKind::Sigmoid:
-          e.kind = ExecKind::Activation, e.act = act_of(op.kind);
+          e.kind = ExecKind::Activation, e.act = act_of(step.kind);
           break;
         case OpKind::MaxPool:
           e.kind = ExecKind::MaxPool;
@@ -434,7 +412,6 @@ struct GpuNetwork::Impl {
         case OpKind::Input:
           continue;
       }
-      done[i] = 1;
       execs.push_back(std::move(e));
     }
   }
@@ -679,27 +656,14 @@ struct GpuNetwork::Impl {
   Plan& plan_for(int n, bool predict = false) {
     require(n > 0, "GPU network: the batch must be positive");
     const bool separate = predict && mode == Mode::Training;
-    auto& map = separate ? predict_plans : plans;
-    const auto& pins = separate ? pinned_predict : pinned;
-    auto it = map.find(n);
-    if (it == map.end()) {
-      std::size_t unpinned = 0;
-      for (const auto& [size, p] : map) unpinned += !pins.count(size);
-      if (unpinned >= kUnpinnedPlans)
-        for (auto e = map.begin(); e != map.end(); ++e)
-          if (!pins.count(e->first) && e->second.get() != last && e->second.get() != trained) {
-            map.erase(e);
-            break;
-          }
-      it = map.emplace(n, build_plan(n, separate)).first;
-    }
-    last = it->second.get();
+    last = &(separate ? predict_plans : plans)
+                .get(n, [&](int size) { return build_plan(size, separate); }, {last, trained});
     return *last;
   }
 
   void pin(int n, bool predict) {
     require(n > 0, "GPU network: the batch must be positive");
-    (predict && mode == Mode::Training ? pinned_predict : pinned).insert(n);
+    (predict && mode == Mode::Training ? predict_plans : plans).pin(n);
     plan_for(n, predict);
   }
 
@@ -707,54 +671,23 @@ struct GpuNetwork::Impl {
     return align_up(plan.shapes[std::size_t(v)].elements() * gpu::dtype_size(dtype), 256);
   }
 
-  // Inference: a buffer is reused once every reader of its value has run (best fit among the free ones).
-  // Training: one buffer per value (backward reads them all), and one per gradient.
+  // Activations from the shared lowering (inference reuses dead buffers; training keeps every one for
+  // backward), then in training one buffer per gradient.
   void assign_buffers(Plan& plan) {
-    const std::size_t values = net.ops().size();
-    plan.store.assign(values, -1);
-    plan.grad.assign(values, -1);
-    std::vector<std::size_t> sizes;
-    const auto new_buffer = [&](std::size_t bytes) {
-      sizes.push_back(bytes);
+    const BufferAssignment a = nn::assign_buffers(
+        net, steps, [&](int v) { return value_bytes(plan, v); }, mode == Mode::Inference, false);
+    plan.store = a.buffer_of;
+    std::vector<std::size_t> sizes = a.sizes;
+    plan.grad.assign(net.ops().size(), -1);
+    const auto new_buffer = [&](int v) {
+      sizes.push_back(value_bytes(plan, v));
       return int(sizes.size()) - 1;
     };
-    if (mode == Mode::Inference) {
-      std::vector<int> last_use(values, -1);
-      for (std::size_t k = 0; k < execs.size(); ++k)
-        for (int v : execs[k].inputs) last_use[std::size_t(v)] = int(k);
-      last_use[std::size_t(net.output())] = int(execs.size());
-      std::vector<int> free_list;
-      const auto take = [&](std::size_t bytes) {
-        int best = -1;
-        for (std::size_t f = 0; f < free_list.size(); ++f)
-          if (sizes[std::size_t(free_list[f])] >= bytes &&
-              (best < 0 ||
-               sizes[std::size_t(free_list[f])] < sizes[std::size_t(free_list[std::size_t(best)])]))
-            best = int(f);
-        if (best < 0) return new_buffer(bytes);
-        const int b = free_list[std::size_t(best)];
-        free_list.erase(free_list.begin() + best);
-        return b;
-      };
-      plan.store[0] = take(value_bytes(plan, 0));
-      if (last_use[0] < 0) free_list.push_back(plan.store[0]);
-      for (std::size_t k = 0; k < execs.size(); ++k) {
-        const Exec& e = execs[k];
-        plan.store[std::size_t(e.result)] = take(value_bytes(plan, e.result));
-        for (int v : e.inputs)
-          if (last_use[std::size_t(v)] == int(k) &&
-              std::find(free_list.begin(), free_list.end(), plan.store[std::size_t(v)]) == free_list.end())
-            free_list.push_back(plan.store[std::size_t(v)]);
-        if (last_use[std::size_t(e.result)] < 0) free_list.push_back(plan.store[std::size_t(e.result)]);
-      }
-    } else {
-      const bool grads = !plan.predict_only;
-      plan.store[0] = new_buffer(value_bytes(plan, 0));
-      if (grads) plan.grad[0] = new_buffer(value_bytes(plan, 0));
+    if (mode == Mode::Training && !plan.predict_only) {
+      plan.grad[0] = new_buffer(0);
       for (const Exec& e : execs) {
-        plan.store[std::size_t(e.result)] = new_buffer(value_bytes(plan, e.result));
-        if (grads) plan.grad[std::size_t(e.result)] = new_buffer(value_bytes(plan, e.result));
-        if (grads && e.pre >= 0) plan.grad[std::size_t(e.pre)] = new_buffer(value_bytes(plan, e.pre));
+        plan.grad[std::size_t(e.result)] = new_buffer(e.result);
+        if (e.pre >= 0) plan.grad[std::size_t(e.pre)] = new_buffer(e.pre);
       }
     }
     plan.buffers.resize(sizes.size());
@@ -1476,7 +1409,10 @@ void GpuNetwork::backward(const float* grad_output, float* grad_input) {
   m.host_stream->synchronize();
 }
 
-Parameters GpuNetwork::parameters() const { return impl_->read_parameters(); }
+const Parameters& GpuNetwork::parameters() const {
+  impl_->parameters_read = impl_->read_parameters();
+  return impl_->parameters_read;
+}
 
 void GpuNetwork::set_parameters(const Parameters& parameters) {
   check_parameters(impl_->net, parameters, "GPU network");
@@ -1485,7 +1421,10 @@ void GpuNetwork::set_parameters(const Parameters& parameters) {
   impl_->upload_parameters();
 }
 
-std::map<std::string, std::vector<float>> GpuNetwork::gradients() const { return impl_->read_gradients(); }
+const Gradients& GpuNetwork::gradients() const {
+  impl_->gradients_read = impl_->read_gradients();
+  return impl_->gradients_read;
+}
 
 std::string GpuNetwork::description() const {
   const std::size_t v = cudnnGetVersion();
@@ -1497,18 +1436,18 @@ std::size_t GpuNetwork::device_bytes() const {
   const Impl& m = *impl_;
   std::size_t b =
       m.master.bytes() + m.grads.bytes() + m.running.bytes() + m.compute.bytes() + m.compute_grads.bytes();
-  for (const auto& [n, plan] : m.plans) b += plan->bytes;
-  for (const auto& [n, plan] : m.predict_plans) b += plan->bytes;
+  for (const auto& [n, plan] : m.plans.plans()) b += plan->bytes;
+  for (const auto& [n, plan] : m.predict_plans.plans()) b += plan->bytes;
   return b;
 }
 
 GpuNetworkInternals& GpuNetwork::internals() { return impl_->internals; }
 
 int GpuNetwork::fused_convolutions(int n) const {
-  const auto it = impl_->plans.find(n);
-  require(it != impl_->plans.end(), fmt::format("GPU network: batch {} is not planned", n));
+  const auto* plan = impl_->plans.find(n);
+  require(plan != nullptr, fmt::format("GPU network: batch {} is not planned", n));
   int fused = 0;
-  for (const auto& c : it->second->convs) fused += c && c->fused;
+  for (const auto& c : plan->convs) fused += c && c->fused;
   return fused;
 }
 

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "models/network.hpp"
+#include "models/nn/executor.hpp"
 #include "models/reference.hpp"
 #include "models/training_backend.hpp"
 
@@ -39,7 +40,7 @@ namespace nfmimo::nn {
 
 struct GpuNetworkInternals;
 
-class GpuNetwork {
+class GpuNetwork final : public Executor {
  public:
   // InputError when CUDA is unavailable (a build without it, or no GPU), or when the parameters do not fit
   // the network (check_parameters).
@@ -48,8 +49,8 @@ class GpuNetwork {
   GpuNetwork(const GpuNetwork&) = delete;
   GpuNetwork& operator=(const GpuNetwork&) = delete;
 
-  const Network& network() const;
-  Mode mode() const;
+  const Network& network() const override;
+  Mode mode() const override;
   Precision precision() const;
 
   // Builds the plan for batch n now (allocations, algorithm measurements, a warm-up run) and keeps it for the
@@ -74,20 +75,20 @@ class GpuNetwork {
   void backward_device(const float* d_grad_output, float* d_grad_input, CUstream_st* stream);
 
   // Host-memory conveniences (synchronous; tests and small tools).
-  void forward(const float* input, float* output, int n);
-  void predict(const float* input, float* output, int n);
-  void backward(const float* grad_output, float* grad_input);
+  void forward(const float* input, float* output, int n) override;
+  void predict(const float* input, float* output, int n) override;
+  void backward(const float* grad_output, float* grad_input) override;
 
   // Current parameters in the layouts of models/network.hpp (training mode: running statistics as updated by
-  // forward). Synchronises.
-  Parameters parameters() const;
+  // forward). Synchronises; valid until the next call.
+  const Parameters& parameters() const override;
   // Replaces the parameters (checked; inference mode folds them again). Synchronises.
-  void set_parameters(const Parameters& parameters);
+  void set_parameters(const Parameters& parameters) override;
   // Gradients of the last backward for every trainable parameter, in the parameter layouts (training mode).
-  std::map<std::string, std::vector<float>> gradients() const;
+  const Gradients& gradients() const override;
 
   // "cuda (NVIDIA H200, cuDNN 9.14.0, fp16)".
-  std::string description() const;
+  std::string description() const override;
   // Device memory held by parameters and plans, in bytes.
   std::size_t device_bytes() const;
 

@@ -28,9 +28,9 @@ void GpuNetwork::backward_device(const float*, float*, CUstream_st*) { unavailab
 void GpuNetwork::forward(const float*, float*, int) { unavailable("the GPU network"); }
 void GpuNetwork::predict(const float*, float*, int) { unavailable("the GPU network"); }
 void GpuNetwork::backward(const float*, float*) { unavailable("the GPU network"); }
-Parameters GpuNetwork::parameters() const { unavailable("the GPU network"); }
+const Parameters& GpuNetwork::parameters() const { unavailable("the GPU network"); }
 void GpuNetwork::set_parameters(const Parameters&) { unavailable("the GPU network"); }
-std::map<std::string, std::vector<float>> GpuNetwork::gradients() const { unavailable("the GPU network"); }
+const Gradients& GpuNetwork::gradients() const { unavailable("the GPU network"); }
 std::string GpuNetwork::description() const { unavailable("the GPU network"); }
 std::size_t GpuNetwork::device_bytes() const { unavailable("the GPU network"); }
 GpuNetworkInternals& GpuNetwork::internals() { unavailable("the GPU network"); }

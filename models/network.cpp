@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "models/nn/op_table.hpp"
 #include "radar/error.hpp"
 #include "radar/random.hpp"
 
@@ -12,35 +13,7 @@ namespace nfmimo::nn {
 
 std::string to_string(const Shape& s) { return fmt::format("[{}, {}, {}, {}, {}]", s.n, s.c, s.x, s.y, s.z); }
 
-std::string to_string(OpKind kind) {
-  switch (kind) {
-    case OpKind::Input:
-      return "input";
-    case OpKind::Conv:
-      return "conv";
-    case OpKind::ConvTranspose:
-      return "conv_transpose";
-    case OpKind::BatchNorm:
-      return "batch_norm";
-    case OpKind::ReLU:
-      return "relu";
-    case OpKind::Sigmoid:
-      return "sigmoid";
-    case OpKind::MaxPool:
-      return "max_pool";
-    case OpKind::Concat:
-      return "concat";
-    case OpKind::Crop:
-      return "crop";
-    case OpKind::ZeroPad:
-      return "zero_pad";
-    case OpKind::Add:
-      return "add";
-    case OpKind::Dense:
-      return "dense";
-  }
-  return "?";
-}
+std::string to_string(OpKind kind) { return op_info(kind).name; }
 
 Network::Network(std::string architecture, Shape input) : architecture_(std::move(architecture)) {
   require(input.c > 0 && input.x > 0 && input.y > 0 && input.z > 0,
@@ -67,70 +40,16 @@ Shape Network::shape(int value, int n) const {
 }
 
 Shape Network::infer(const Op& op) const {
-  auto in = [&](int i) { return shapes_.at(std::size_t(op.inputs.at(std::size_t(i)))); };
-  const auto fail = [&](const std::string& why) {
-    return InputError(
-        fmt::format("network '{}': op '{}' ({}): {}", architecture_, op.name, to_string(op.kind), why));
-  };
-  Shape s = in(0);
-  switch (op.kind) {
-    case OpKind::Input:
-      break;
-    case OpKind::Conv:
-      for (int a = 0; a < 3; ++a) {
-        const int padded = s.axis(a) + op.pad_lo[a] + op.pad_hi[a];
-        if (padded < op.kernel[a]) throw fail("kernel larger than the padded input " + to_string(s));
-        (a == 0 ? s.x : a == 1 ? s.y : s.z) = (padded - op.kernel[a]) / op.stride[a] + 1;
-      }
-      s.c = op.channels;
-      break;
-    case OpKind::ConvTranspose:
-      for (int a = 0; a < 3; ++a) {
-        if (op.pad_hi[a] >= op.stride[a] && op.pad_hi[a] > 0)
-          throw fail("output padding must be below the stride");
-        (a == 0 ? s.x : a == 1 ? s.y : s.z) = (s.axis(a) - 1) * op.stride[a] + op.kernel[a] + op.pad_hi[a];
-      }
-      s.c = op.channels;
-      break;
-    case OpKind::BatchNorm:
-    case OpKind::ReLU:
-    case OpKind::Sigmoid:
-      break;
-    case OpKind::MaxPool:
-      for (int a = 0; a < 3; ++a) {
-        if (s.axis(a) < op.kernel[a]) throw fail("pooling window larger than the input " + to_string(s));
-        (a == 0 ? s.x : a == 1 ? s.y : s.z) = (s.axis(a) - op.kernel[a]) / op.stride[a] + 1;
-      }
-      break;
-    case OpKind::Concat: {
-      const Shape b = in(1);
-      if (b.x != s.x || b.y != s.y || b.z != s.z)
-        throw fail("inputs differ in spatial size: " + to_string(s) + " and " + to_string(b));
-      s.c += b.c;
-      break;
-    }
-    case OpKind::Add:
-      if (!(in(1) == s)) throw fail("inputs differ in shape: " + to_string(s) + " and " + to_string(in(1)));
-      break;
-    case OpKind::Crop:
-      for (int a = 0; a < 3; ++a) {
-        const int size = s.axis(a) - op.pad_lo[a] - op.pad_hi[a];
-        if (size <= 0 || op.pad_lo[a] < 0 || op.pad_hi[a] < 0)
-          throw fail("crop removes the whole input " + to_string(s));
-        (a == 0 ? s.x : a == 1 ? s.y : s.z) = size;
-      }
-      break;
-    case OpKind::ZeroPad:
-      for (int a = 0; a < 3; ++a) {
-        if (op.pad_lo[a] < 0 || op.pad_hi[a] < 0) throw fail("negative padding");
-        (a == 0 ? s.x : a == 1 ? s.y : s.z) = s.axis(a) + op.pad_lo[a] + op.pad_hi[a];
-      }
-      break;
-    case OpKind::Dense:
-      s = Shape{1, op.channels, 1, 1, 1};
-      break;
-  }
-  return s;
+  const OpInfo& info = op_info(op.kind);
+  require(info.infer != nullptr && int(op.inputs.size()) == info.arity,
+          fmt::format("network '{}': op '{}' ({}) takes {} inputs, got {}", architecture_, op.name, info.name,
+                      info.arity, op.inputs.size()));
+  Shape in[2];
+  for (std::size_t i = 0; i < op.inputs.size(); ++i) in[i] = shapes_.at(std::size_t(op.inputs[i]));
+  Shape out;
+  if (const std::string why = info.infer(op, in, out); !why.empty())
+    throw InputError(fmt::format("network '{}': op '{}' ({}): {}", architecture_, op.name, info.name, why));
+  return out;
 }
 
 int Network::push(Op op) {
@@ -192,31 +111,9 @@ int Network::dense(const std::string& name, int x, int features) {
 
 std::vector<ParameterSpec> Network::parameter_specs() const {
   std::vector<ParameterSpec> specs;
-  for (const Op& op : ops_) {
-    const Shape in = op.inputs.empty() ? Shape{} : shapes_[std::size_t(op.inputs[0])];
-    switch (op.kind) {
-      case OpKind::Conv:
-        specs.push_back({op.name + ".weight", {op.channels, in.c, op.kernel[0], op.kernel[1], op.kernel[2]}});
-        if (op.bias) specs.push_back({op.name + ".bias", {op.channels}});
-        break;
-      case OpKind::ConvTranspose:
-        specs.push_back({op.name + ".weight", {in.c, op.channels, op.kernel[0], op.kernel[1], op.kernel[2]}});
-        if (op.bias) specs.push_back({op.name + ".bias", {op.channels}});
-        break;
-      case OpKind::BatchNorm:
-        specs.push_back({op.name + ".weight", {in.c}});
-        specs.push_back({op.name + ".bias", {in.c}});
-        specs.push_back({op.name + ".running_mean", {in.c}, false});
-        specs.push_back({op.name + ".running_var", {in.c}, false});
-        break;
-      case OpKind::Dense:
-        specs.push_back({op.name + ".weight", {op.channels, int(in.per_sample())}});
-        if (op.bias) specs.push_back({op.name + ".bias", {op.channels}});
-        break;
-      default:
-        break;
-    }
-  }
+  for (const Op& op : ops_)
+    if (const auto parameters = op_info(op.kind).parameters)
+      parameters(op, op.inputs.empty() ? Shape{} : shapes_[std::size_t(op.inputs[0])], specs);
   return specs;
 }
 
