@@ -8,9 +8,9 @@
 
 #include <gtest/gtest.h>
 
-#include "models/architectures.hpp"
+#include "models/nn/architectures.hpp"
 #include "models/nn/lowering.hpp"
-#include "models/cpu_network.hpp"
+#include "models/nn/cpu/network.hpp"
 #include "models/nn/executor.hpp"
 #include "models/nn/op_table.hpp"
 #include "radar/error.hpp"
@@ -111,7 +111,9 @@ void expect_no_live_values_share_a_buffer(const Network& net, const std::vector<
   for (std::size_t v = 0; v < values; ++v) {
     if (def[v] == -2) {
       // Computed inside a fused step: the step's buffer or none.
-      if (!alias_chain) EXPECT_EQ(a.buffer_of[v], -1) << net.ops()[v].name;
+      if (!alias_chain) {
+        EXPECT_EQ(a.buffer_of[v], -1) << net.ops()[v].name;
+      }
       continue;
     }
     ASSERT_GE(a.buffer_of[v], 0) << net.ops()[v].name;
@@ -120,10 +122,12 @@ void expect_no_live_values_share_a_buffer(const Network& net, const std::vector<
   }
   for (int u : materialised)
     for (int v : materialised)
-      if (u < v && def[std::size_t(u)] <= last[std::size_t(v)] && def[std::size_t(v)] <= last[std::size_t(u)])
+      if (u < v && def[std::size_t(u)] <= last[std::size_t(v)] &&
+          def[std::size_t(v)] <= last[std::size_t(u)]) {
         EXPECT_NE(a.buffer_of[std::size_t(u)], a.buffer_of[std::size_t(v)])
             << net.ops()[std::size_t(u)].name << " and " << net.ops()[std::size_t(v)].name
             << " are both live";
+      }
 }
 
 TEST(Lowering, InferenceReusesBuffersButNeverOneThatIsStillLive) {
@@ -138,7 +142,9 @@ TEST(Lowering, InferenceReusesBuffersButNeverOneThatIsStillLive) {
       // Reuse happens: fewer buffers than steps.
       EXPECT_LT(a.sizes.size(), steps.size());
       for (std::size_t v = 0; v < net.ops().size(); ++v)
-        if (a.buffer_of[v] >= 0) EXPECT_GE(a.sizes[std::size_t(a.buffer_of[v])], size(int(v)));
+        if (a.buffer_of[v] >= 0) {
+          EXPECT_GE(a.sizes[std::size_t(a.buffer_of[v])], size(int(v)));
+        }
     }
   }
 }
@@ -199,8 +205,9 @@ TEST(Executor, RefusesWhatTheDeviceCannotRun) {
   const Parameters params = initial_parameters(net, 5);
   EXPECT_THROW(make_executor(net, params, Mode::Inference, DeviceKind::Cpu, Precision::Fp16), InputError);
   EXPECT_THROW(make_executor(net, params, Mode::Inference, DeviceKind::Auto), Error);
-  if (cuda_device_count() == 0)
+  if (cuda_device_count() == 0) {
     EXPECT_THROW(make_executor(net, params, Mode::Inference, DeviceKind::Cuda), InputError);
+  }
 }
 
 }  // namespace

@@ -2,8 +2,8 @@
 
 #include <fmt/format.h>
 
-#include "models/cpu_network.hpp"
-#include "models/gpu_network.hpp"
+#include "models/nn/cpu/network.hpp"
+#include "models/nn/cuda/network.hpp"
 #include "radar/error.hpp"
 
 namespace nfmimo::nn {

@@ -1,9 +1,9 @@
 // One interface over the network backends: the oneDNN CPU backend (CpuNetwork) and the cuDNN one
 // (GpuNetwork) execute the same Network through it, so code that runs a network (the denoiser, the
 // trainers, the benchmarks) holds one Executor and never branches on the device. The double-precision
-// ReferenceNetwork (models/reference.hpp) stays beside them as the specification both are tested against.
+// ReferenceNetwork (models/nn/reference.hpp) stays beside them as the specification both are tested against.
 //
-// Layouts are the logical ones of models/tensor.hpp ([n, c, x, y, z], float32, host memory). Device-memory
+// Layouts are the logical ones of models/nn/tensor.hpp ([n, c, x, y, z], float32, host memory). Device-memory
 // calls stay on GpuNetwork itself.
 #pragma once
 
@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "kernels/device.hpp"
-#include "models/network.hpp"
-#include "models/reference.hpp"
-#include "models/training_backend.hpp"
+#include "models/nn/graph.hpp"
+#include "models/nn/reference.hpp"
+#include "models/training/backend.hpp"
 
 namespace nfmimo::nn {
 

@@ -13,8 +13,8 @@
 #include <memory>
 #include <vector>
 
-#include "models/network.hpp"
-#include "models/reference.hpp"
+#include "models/nn/graph.hpp"
+#include "models/nn/reference.hpp"
 
 namespace nfmimo::nn {
 
