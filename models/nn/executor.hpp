@@ -1,6 +1,6 @@
 // One interface over the network backends: the oneDNN CPU backend (CpuNetwork) and the cuDNN one
-// (GpuNetwork) execute the same Network through it, so code that runs a network (the denoiser, the
-// trainers, the benchmarks) holds one Executor and never branches on the device. The double-precision
+// (GpuNetwork) execute the same Network through it, so code that only runs a network (the PnP denoiser)
+// holds one Executor and never branches on the device. The double-precision
 // ReferenceNetwork (models/nn/reference.hpp) stays beside them as the specification both are tested against.
 //
 // Layouts are the logical ones of models/nn/tensor.hpp ([n, c, x, y, z], float32, host memory). Device-memory
