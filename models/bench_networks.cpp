@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "models/architectures.hpp"
-#include "models/cpu_network.hpp"
-#include "models/pipeline.hpp"
+#include "models/nn/architectures.hpp"
+#include "models/nn/cpu/network.hpp"
+#include "models/learned/pipeline.hpp"
 #include "radar/error.hpp"
 #include "radar/system.hpp"
 

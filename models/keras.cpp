@@ -70,7 +70,7 @@ void make_group(const h5::File& f, const std::string& path) {
 
 std::string triple(const Triple& t) { return fmt::format("{}x{}x{}", t[0], t[1], t[2]); }
 
-// One op in the vocabulary of models/network.hpp, with what a comparison needs.
+// One op in the vocabulary of models/nn/graph.hpp, with what a comparison needs.
 struct KOp {
   OpKind kind = OpKind::Input;
   std::string layer, cls;   // the Keras layer it comes from and its class

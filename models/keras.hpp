@@ -8,7 +8,7 @@
 // conv3d_transpose_<i>) in creation order.
 //
 // The topology in model_config is turned into our ops and compared, op by op and edge by edge, with the
-// nfmimo network of the requested architecture (models/architectures.hpp); the first layer that differs is
+// nfmimo network of the requested architecture (models/nn/architectures.hpp); the first layer that differs is
 // named. Accepted spellings of the same network: a convolution's activation argument or a separate
 // Activation / ReLU layer; 'same' padding or a ZeroPadding3D before a 'valid' convolution (the authors'
 // head).

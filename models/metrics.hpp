@@ -48,7 +48,7 @@ struct SsimParams {
 double ssim_3d(std::span<const double> estimate, std::span<const double> truth, VolumeShape shape,
                const SsimParams& params = {});
 // ssim_3d and its gradient with respect to the estimate, written into `gradient` (the estimate's size): the
-// SSIM term of the training loss (models/losses.hpp). Checked against finite differences in double.
+// SSIM term of the training loss (models/training/losses.hpp). Checked against finite differences in double.
 double ssim_3d_with_gradient(std::span<const double> estimate, std::span<const double> truth,
                              VolumeShape shape, std::span<double> gradient, const SsimParams& params = {});
 // The authors' variant: 2D SSIM of each x-y slice (11 x 11 windows), averaged over the nz slices.

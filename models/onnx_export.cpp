@@ -14,7 +14,7 @@
 #include <onnx/onnx_pb.h>
 
 #include "data/atomic_file.hpp"
-#include "models/complex_dense.hpp"
+#include "models/learned/complex_dense.hpp"
 #endif
 
 namespace nfmimo::nn {

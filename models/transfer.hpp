@@ -3,7 +3,7 @@
 // unet2d at the start of training; the trained Deep2S U-Net (unet3d) already holds every filter they need but
 // one axis or one input channel.
 //
-// Rules, per parameter of the target network (names are shared by the U-Nets, models/architectures.cpp):
+// Rules, per parameter of the target network (names are shared by the U-Nets, models/nn/architectures.cpp):
 //   same name and shape            copied (batch-norm running statistics included);
 //   Conv [co, ci, kx, ky, 3] ->
 //        [co, ci, kx, ky, 1]       the centre z-tap (unet3d -> unet2d);
@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "models/network.hpp"
+#include "models/nn/graph.hpp"
 #include "models/weights.hpp"
 
 namespace nfmimo::nn {

@@ -9,7 +9,7 @@
 #include "data/atomic_file.hpp"
 #include "data/hdf5.hpp"
 #include "data/measurement_file.hpp"
-#include "models/composite.hpp"
+#include "models/learned/composite.hpp"
 #include "radar/error.hpp"
 
 namespace nfmimo::nn {

@@ -4,15 +4,15 @@
 // Root attributes nfmimo_format = "weights", nfmimo_version = 1, architecture, width, blocks, input_channels,
 // normalisation, bn_epsilon, bn_momentum, optional training (free-form JSON); /system and /grid (the radar
 // system and imaging grid the model was trained for, as in measurement files); /parameters/<name> float32,
-// one dataset per parameter tensor in the layouts of models/network.hpp (batch-norm running statistics
+// one dataset per parameter tensor in the layouts of models/nn/graph.hpp (batch-norm running statistics
 // included); the composites (deepdi, deep2s-plus) add /parameters/dense.weight [V, M, 2] and dense.bias [V,
-// 2] (models/composite.hpp).
+// 2] (models/learned/composite.hpp).
 #pragma once
 
 #include <string>
 
-#include "models/architectures.hpp"
-#include "models/network.hpp"
+#include "models/nn/architectures.hpp"
+#include "models/nn/graph.hpp"
 #include "radar/system.hpp"
 
 namespace nfmimo::nn {

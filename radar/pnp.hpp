@@ -19,8 +19,8 @@
 // Weight: rho is relative, rho_abs = rho_rel * L with L = ||A^H A|| from the power iteration, so one setting
 // fits any system, and the CG system (A^H A + rho_abs I) has condition number <= (1 + rho_rel) / rho_rel.
 // Scale: the ADMM is linear in y except for D; a denoiser that wants its training range (magnitudes in
-// [0, 1]) normalises its own input (models/denoiser.hpp divides |v| by its maximum and multiplies the output
-// back), which makes the whole method scale-equivariant: pnp(c y) = c pnp(y).
+// [0, 1]) normalises its own input (models/learned/denoiser.hpp divides |v| by its maximum and multiplies the
+// output back), which makes the whole method scale-equivariant: pnp(c y) = c pnp(y).
 //
 // Stopping: after iteration k, stop when max(||x_k - x_{k-1}|| / ||x_k||, ||x_k - z_k|| / ||x_k||) <=
 // tolerance (the iterate settled and is feasible), or at max_iterations. The result is z (the denoised

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "models/network.hpp"
-#include "models/reference.hpp"
+#include "models/nn/graph.hpp"
+#include "models/nn/reference.hpp"
 
 namespace nfmimo::test {
 

@@ -7,7 +7,7 @@
 #include <exception>
 
 #include "data/hdf5.hpp"
-#include "models/cpu_network.hpp"
+#include "models/nn/cpu/network.hpp"
 #include "models/weights.hpp"
 
 int main(int argc, char** argv) {

@@ -2,7 +2,7 @@
 // finite differences, and initialisation to A^H reproducing the adjoint.
 #include <gtest/gtest.h>
 
-#include "models/complex_dense.hpp"
+#include "models/learned/complex_dense.hpp"
 #include "radar/cpu_operator.hpp"
 #include "tests/test_util.hpp"
 

@@ -1,6 +1,6 @@
-// DeepDI and Deep2S+ (models/composite.hpp): the dense layer initialised to A^H reproduces the adjoint
-// through the whole deep2s-plus pipeline (at initialisation the CV U-Net sees what cv-deep2s feeds it, and
-// the outputs agree); gradients through dense layer + network against finite differences of a
+// DeepDI and Deep2S+ (models/learned/composite.hpp): the dense layer initialised to A^H reproduces the
+// adjoint through the whole deep2s-plus pipeline (at initialisation the CV U-Net sees what cv-deep2s feeds
+// it, and the outputs agree); gradients through dense layer + network against finite differences of a
 // double-precision reference of the composite, and the fast CPU backend's step against that reference; a
 // short training lowers the loss; weights files keep the dense layer and refuse a damaged one; the training
 // data is the scaled measurements.
@@ -12,13 +12,13 @@
 
 #include "data/hdf5.hpp"
 #include "kernels/device.hpp"
-#include "models/architectures.hpp"
-#include "models/complex_dense.hpp"
-#include "models/composite.hpp"
-#include "models/optimizer.hpp"
-#include "models/pipeline.hpp"
-#include "models/reference.hpp"
-#include "models/training_data.hpp"
+#include "models/nn/architectures.hpp"
+#include "models/learned/complex_dense.hpp"
+#include "models/learned/composite.hpp"
+#include "models/training/optimizer.hpp"
+#include "models/learned/pipeline.hpp"
+#include "models/nn/reference.hpp"
+#include "models/training/data.hpp"
 #include "models/weights.hpp"
 #include "radar/error.hpp"
 #include "radar/reference.hpp"

@@ -1,6 +1,6 @@
-// The pnp denoiser's pieces (models/denoiser.hpp): the training pairs follow the documented noise model and
-// are reproducible; NetworkDenoiser normalises by the peak (scale-equivariant, zeros stay zero) and refuses a
-// model that is not a denoiser.
+// The pnp denoiser's pieces (models/learned/denoiser.hpp): the training pairs follow the documented noise
+// model and are reproducible; NetworkDenoiser normalises by the peak (scale-equivariant, zeros stay zero) and
+// refuses a model that is not a denoiser.
 #include <omp.h>
 
 #include <algorithm>
@@ -8,7 +8,7 @@
 
 #include <gtest/gtest.h>
 
-#include "models/denoiser.hpp"
+#include "models/learned/denoiser.hpp"
 #include "radar/error.hpp"
 #include "tests/test_util.hpp"
 

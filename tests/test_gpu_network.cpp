@@ -21,13 +21,13 @@
 #include "kernels/gpu_normalise.hpp"
 #include "kernels/device_array.hpp"
 #include "kernels/gpu_timing.hpp"
-#include "models/architectures.hpp"
-#include "models/cpu_network.hpp"
-#include "models/gpu_network.hpp"
-#include "models/gpu_pipeline.hpp"
-#include "models/gpu_training.hpp"
-#include "models/pipeline.hpp"
-#include "models/reference.hpp"
+#include "models/nn/architectures.hpp"
+#include "models/nn/cpu/network.hpp"
+#include "models/nn/cuda/network.hpp"
+#include "models/learned/gpu_pipeline.hpp"
+#include "models/training/gpu_backend.hpp"
+#include "models/learned/pipeline.hpp"
+#include "models/nn/reference.hpp"
 #include "models/weights.hpp"
 #include "radar/cpu_operator.hpp"
 #include "radar/error.hpp"
@@ -259,8 +259,8 @@ TEST_F(GpuNet, ExecutingAPlannedBatchAllocatesNothing) {
 }
 
 // ---- training steps ------------------------------------------------------------------------------
-// The documented step (models/gpu_training.hpp) on the host: CpuNetwork forward/backward in training mode,
-// MSE, global-norm clipping and AdamW in double.
+// The documented step (models/training/gpu_backend.hpp) on the host: CpuNetwork forward/backward in training
+// mode, MSE, global-norm clipping and AdamW in double.
 struct HostTrainer {
   CpuNetwork net;
   Parameters params;

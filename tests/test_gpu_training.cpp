@@ -6,9 +6,9 @@
 #include <gtest/gtest.h>
 
 #include "kernels/device.hpp"
-#include "models/architectures.hpp"
-#include "models/training_backend.hpp"
-#include "models/training_data.hpp"
+#include "models/nn/architectures.hpp"
+#include "models/training/backend.hpp"
+#include "models/training/data.hpp"
 #include "tests/cli_util.hpp"
 #include "tests/test_util.hpp"
 

@@ -5,9 +5,9 @@
 
 #include <gtest/gtest.h>
 
-#include "models/architectures.hpp"
-#include "models/cpu_network.hpp"
-#include "models/reference.hpp"
+#include "models/nn/architectures.hpp"
+#include "models/nn/cpu/network.hpp"
+#include "models/nn/reference.hpp"
 #include "radar/error.hpp"
 #include "tests/layer_cases.hpp"
 #include "tests/test_util.hpp"

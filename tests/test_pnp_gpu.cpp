@@ -7,7 +7,7 @@
 #include "kernels/device.hpp"
 #include "kernels/imager.hpp"
 #include "kernels/iterative_solver.hpp"
-#include "models/denoiser.hpp"
+#include "models/learned/denoiser.hpp"
 #include "radar/cpu_operator.hpp"
 #include "radar/pnp.hpp"
 #include "tests/test_util.hpp"

@@ -10,13 +10,13 @@
 #include <gtest/gtest.h>
 
 #include "kernels/normalise.hpp"
-#include "models/algorithm_choice.hpp"
-#include "models/composite.hpp"
-#include "models/cpu_network.hpp"
-#include "models/pipeline.hpp"
-#include "models/reference.hpp"
-#include "models/training_backend.hpp"
-#include "models/training_data.hpp"
+#include "models/nn/cuda/algorithm_choice.hpp"
+#include "models/learned/composite.hpp"
+#include "models/nn/cpu/network.hpp"
+#include "models/learned/pipeline.hpp"
+#include "models/nn/reference.hpp"
+#include "models/training/backend.hpp"
+#include "models/training/data.hpp"
 #include "radar/error.hpp"
 #include "tests/cli_util.hpp"
 #include "tests/layer_cases.hpp"
@@ -157,8 +157,8 @@ TEST(Preflight, CoveringBatchSizesAreTheBatchAndTheTail) {
 
 // ---- the single per-frame max normalisation
 // ---------------------------------------------------------------- The formulas the four copies had
-// (models/pipeline.cpp, models/composite.cpp, models/training_data.cpp; the GPU kernels now evaluate the
-// shared ones), written out once more as the oracle: the CPU outputs must stay bit-identical.
+// (models/learned/pipeline.cpp, models/learned/composite.cpp, models/training/data.cpp; the GPU kernels now
+// evaluate the shared ones), written out once more as the oracle: the CPU outputs must stay bit-identical.
 void old_normalise(const cfloat* adjoint, int frames, std::size_t V, bool complex_input, float* input) {
   for (int f = 0; f < frames; ++f) {
     const cfloat* a = adjoint + std::size_t(f) * V;

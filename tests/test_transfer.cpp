@@ -6,10 +6,10 @@
 
 #include <gtest/gtest.h>
 
-#include "models/architectures.hpp"
-#include "models/reference.hpp"
-#include "models/trainer.hpp"
-#include "models/training_data.hpp"
+#include "models/nn/architectures.hpp"
+#include "models/nn/reference.hpp"
+#include "models/training/trainer.hpp"
+#include "models/training/data.hpp"
 #include "models/transfer.hpp"
 #include "models/weights.hpp"
 #include "radar/error.hpp"

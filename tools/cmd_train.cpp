@@ -16,9 +16,9 @@
 #include "data/atomic_file.hpp"
 #include "data/hdf5.hpp"
 #include "data/measurement_file.hpp"
-#include "models/architectures.hpp"
-#include "models/denoiser.hpp"
-#include "models/trainer.hpp"
+#include "models/nn/architectures.hpp"
+#include "models/learned/denoiser.hpp"
+#include "models/training/trainer.hpp"
 #include "radar/error.hpp"
 #include "synthesizer/scene.hpp"
 #include "tools/commands.hpp"
@@ -67,7 +67,7 @@ void run_train(const TrainOptions& o, const CLI::App& c) {
   auto given = [&](const char* name) { return c.count(name) > 0; };
   // Cheap checks first: a typo must not cost a validation set.
   // --arch denoiser: the pnp denoiser, a unet3d (default width 16) trained on noisy magnitudes
-  // (models/denoiser.hpp).
+  // (models/learned/denoiser.hpp).
   // --denoiser-net resnet makes it residual (output = input + correction): it starts near the identity, which
   // a short training run needs (docs/training.md, "Denoiser").
   const bool denoiser = o.arch == "denoiser";

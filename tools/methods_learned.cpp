@@ -6,8 +6,8 @@
 #include <fmt/format.h>
 
 #include "kernels/device.hpp"
-#include "models/gpu_network.hpp"
-#include "models/pipeline.hpp"
+#include "models/nn/cuda/network.hpp"
+#include "models/learned/pipeline.hpp"
 #include "radar/error.hpp"
 #include "radar/names.hpp"
 #include "tools/methods.hpp"

@@ -1,4 +1,4 @@
-// pnp: plug-and-play ADMM with a trained magnitude denoiser (radar/pnp.hpp, models/denoiser.hpp,
+// pnp: plug-and-play ADMM with a trained magnitude denoiser (radar/pnp.hpp, models/learned/denoiser.hpp,
 // docs/pnp.md) on the exact physics operators of the CPU or GPU.
 #include <cmath>
 
@@ -7,8 +7,8 @@
 
 #include "kernels/imager.hpp"
 #include "kernels/iterative_solver.hpp"
-#include "models/denoiser.hpp"
-#include "models/gpu_network.hpp"
+#include "models/learned/denoiser.hpp"
+#include "models/nn/cuda/network.hpp"
 #include "radar/error.hpp"
 #include "radar/pnp.hpp"
 #include "tools/methods.hpp"

@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include "models/pipeline.hpp"
+#include "models/learned/pipeline.hpp"
 #include "models/weights.hpp"
 #include "radar/error.hpp"
 

@@ -4,7 +4,7 @@
 #include <cstdint>
 
 #include "data/file_image.hpp"
-#include "models/training_data.hpp"
+#include "models/training/data.hpp"
 #include "synthesizer/dataset.hpp"
 #include "tests/fuzz/fuzz_common.hpp"
 

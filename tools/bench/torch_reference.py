@@ -6,7 +6,7 @@ and x = y @ conj(A) (einsum and matmul forms), in float32, TF32 (GPU), and as a 
 imaginary parts.
 
 Networks (`unet3d`, `unet2d`, `resnet`, `cv-unet3d`): the paper's architectures as torch.nn modules (the same
-layers, names aside, as models/architectures.cpp; random weights), inference with batch norm in eval mode.
+layers, names aside, as models/nn/architectures.cpp; random weights), inference with batch norm in eval mode.
 Pipelines (`deep2s`, `cv-deep2s`, `deep2s-unet2d`, `deep2s-resnet`): dense adjoint (TF32 matmul on the GPU) ->
 magnitude (or real/imaginary channels) -> per-sample max normalisation -> network. Training (`train-unet3d`, ...):
 forward + MSE + backward + Adam (fused=True where PyTorch has it), batch norm in training mode.

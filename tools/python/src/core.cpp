@@ -35,7 +35,7 @@
 #include "data/measurement_file.hpp"
 #include "kernels/device.hpp"
 #include "kernels/gpu_imaging.hpp"
-#include "models/pipeline.hpp"
+#include "models/learned/pipeline.hpp"
 #include "models/weights.hpp"
 #include "radar/cpu_operator.hpp"
 #include "radar/error.hpp"
