@@ -165,7 +165,7 @@ def test_cli_reads_runs_and_trains_from_the_file(tiny):
 
 
 def test_refuses_a_unet_source_that_is_not_unet3d(tiny, tmp_path):
-    with pytest.raises(SystemExit, match="unet3d"):
+    with pytest.raises(SystemExit, match="unet3d"):  # a deepdi file is no U-Net source
         fit_lmmse.write_deepdi(str(tmp_path / "x.h5"), str(tiny / "deepdi.h5"), np.zeros((512, 312), np.complex64),
                                np.zeros(512, np.complex64), {})
     assert not list(tmp_path.iterdir())

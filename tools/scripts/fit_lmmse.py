@@ -49,7 +49,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # The defaults of `train_zoo.sh --models deepdi` (docs/models.md): the zoo's validation scenes (seed 1 000 001,
 # the first 32 of them are the zoo's validation set) and training pairs of a seed no training run uses.
 TRAIN_SEED, VAL_SEED = 7, 1000001
-EPS_GRID = [1e-6, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]  # times trace(C_yy) / M
+EPS_GRID = [1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0, 30.0]  # times trace(C_yy) / M
 
 
 def log(msg):
@@ -217,10 +217,12 @@ def write_deepdi(path, unet_path, W, bias, record):
     with h5py.File(unet_path, "r") as src:
         arch = src.attrs["architecture"]
         arch = arch.decode() if isinstance(arch, bytes) else str(arch)
-        if arch != "unet3d":
-            raise SystemExit(f"fit_lmmse: {unet_path}: the U-Net source must be a unet3d (Deep2S) model, not '{arch}'")
+        if arch not in ("unet3d", "cv-unet3d"):
+            raise SystemExit(f"fit_lmmse: {unet_path}: the U-Net source must be a unet3d (Deep2S) or cv-unet3d "
+                             f"(cv-deep2s) model, not '{arch}'")
         params = {k: src["parameters"][k][()] for k in src["parameters"]}
-        # cv-unet3d differs from unet3d only in the first convolution's input channels.
+        # cv-unet3d differs from unet3d only in the first convolution's input channels; a cv-unet3d source is
+        # the composite's U-Net as it is (what `nfmimo train --arch deepdi --init CV.h5` takes).
         shapes = {k: (v.shape[:1] + (2,) + v.shape[2:]) if k == "enc1.block1.conv.weight" else v.shape
                   for k, v in params.items()}
         unet = transfer_unet(params, shapes)
@@ -260,6 +262,14 @@ def write_deepdi(path, unet_path, W, bias, record):
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
+
+
+def unet_transfer_kind(path):
+    import h5py
+    with h5py.File(path, "r") as f:
+        arch = f.attrs["architecture"]
+    return "copied (cv-unet3d)" if (arch.decode() if isinstance(arch, bytes) else str(arch)) == "cv-unet3d" \
+        else "unet3d -> cv-unet3d"
 
 
 def read_dense(path):
@@ -360,7 +370,7 @@ def fit_command(args):
               "eps_relative_to_trace_over_m": best["eps"], "eps_table": table,
               "validation_psnr_db": best["val_psnr_db"], "validation_ssim_3d": best["val_ssim_3d"],
               "input_calibration": c, "mean_over_rms": {"x": mx, "y": my},
-              "unet": {"source": os.path.basename(args.unet), "transfer": "unet3d -> cv-unet3d"},
+              "unet": {"source": os.path.basename(args.unet), "transfer": unet_transfer_kind(args.unet)},
               "seconds": {"synthesize": round(t_synth, 1), "fit": round(t_fit, 1)}, "threads": args.threads}
     write_deepdi(args.out, args.unet, W, np.zeros(V, np.complex64), record)
     log(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.0f} MB) in {time.time() - t0:.0f} s in all")
@@ -393,6 +403,22 @@ def score_command(args):
     return 0
 
 
+def rewrap_command(args):
+    """The dense layer of a fitted deepdi file with the U-Net of another model (no refit)."""
+    import h5py
+    W, b = read_dense(args.dense)
+    with h5py.File(args.dense, "r") as f:
+        record = json.loads(f.attrs["training"])
+    record["unet"] = {"source": os.path.basename(args.unet), "transfer": "unet3d -> cv-unet3d"}
+    with h5py.File(args.unet, "r") as f:
+        arch = f.attrs["architecture"]
+        if (arch.decode() if isinstance(arch, bytes) else str(arch)) == "cv-unet3d":
+            record["unet"]["transfer"] = "copied (cv-unet3d)"
+    write_deepdi(args.out, args.unet, W, b, record)
+    log(f"wrote {args.out}")
+    return 0
+
+
 def _complex(a):
     if a.dtype.names:  # compound {r, i} or {re, im}
         names = a.dtype.names
@@ -404,6 +430,12 @@ def _complex(a):
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "rewrap":
+        p = argparse.ArgumentParser(prog="fit_lmmse.py rewrap", description=rewrap_command.__doc__)
+        p.add_argument("--dense", required=True, help="a deepdi file written by this script")
+        p.add_argument("--unet", required=True)
+        p.add_argument("--out", required=True)
+        return rewrap_command(p.parse_args(argv[1:]))
     if argv and argv[0] == "score":
         p = argparse.ArgumentParser(prog="fit_lmmse.py score", description=score_command.__doc__)
         p.add_argument("--data", required=True)
@@ -411,7 +443,8 @@ def main(argv=None):
         p.add_argument("--frames", type=int, default=0)
         return score_command(p.parse_args(argv[1:]))
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--unet", required=True, help="a trained unet3d (Deep2S) weights file of the system and grid")
+    p.add_argument("--unet", required=True, help="a trained unet3d (Deep2S: transferred) or cv-unet3d (cv-deep2s: "
+                   "copied) weights file of the system and grid")
     p.add_argument("--out", required=True, help="the deepdi weights file to write")
     p.add_argument("--pairs", type=int, default=8192)
     p.add_argument("--seed", type=int, default=TRAIN_SEED)

@@ -54,9 +54,12 @@ MODELS = {
     "deep2s-plus": dict(arch=["--arch", "deep2s-plus"], stem="deep2s-plus_paper_k15_snr30", start="init:cv-deep2s",
                         loss=["--loss", "mse"], lr=1e-3, weight=1, cpu_rate=0.5, composite=True),
     # DeepDI's first session starts from the LMMSE estimator fitted on synthesized pairs (tools/scripts/
-    # fit_lmmse.py; no physics in the estimator) with the Deep2S U-Net transferred: "lmmse:deep2s".
-    "deepdi": dict(arch=["--arch", "deepdi"], stem="deepdi_paper_k15_snr30", start="lmmse:deep2s",
-                   loss=["--loss", "mse"], lr=1e-3, weight=1, cpu_rate=0.5, composite=True),
+    # fit_lmmse.py; no physics in the estimator) with cv-deep2s's U-Net, the composite's own graph trained on
+    # complex random-phase images (itself a transfer from Deep2S); both starts are pretrained, hence the
+    # fine-tuning learning rate.
+    "deepdi": dict(arch=["--arch", "deepdi"], stem="deepdi_paper_k15_snr30", start="lmmse:cv-deep2s",
+                   loss=["--loss", "mse+ssim", "--ssim-weight", "0.1"], lr=3e-4, weight=1, cpu_rate=0.3,
+                   composite=True),
 }
 DEFAULT_MODELS = ["deep2s", "deep2s-unet2d", "cv-deep2s", "deep2s-resnet"]
 LR_DECAY = 0.7  # each session's peak learning rate is this times the previous session's (warm restarts)
