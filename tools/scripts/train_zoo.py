@@ -193,8 +193,11 @@ def lmmse_path(name, work):
 
 
 # The LMMSE start's fit (docs/models.md, "DeepDI's LMMSE start"): 8 192 pairs of seed 7, eps chosen on 128
-# scenes of the validation seed. Deterministic, so a fit already in the work folder is reused.
+# scenes of the validation seed from the candidates that made the recorded start (models/trained/zoo/
+# deepdi_paper_k15_snr30.lmmse.json: it chose 0.3, the largest; fit_lmmse.py's default grid reaches 30, and with
+# 16 384 pairs chooses 1). Deterministic, so a fit already in the work folder is reused.
 LMMSE_PAIRS = 8192
+LMMSE_EPS = "1e-6,1e-5,1e-4,3e-4,1e-3,3e-3,1e-2,3e-2,1e-1,3e-1"
 
 
 def fit_lmmse_start(name, opts):
@@ -205,7 +208,7 @@ def fit_lmmse_start(name, opts):
     unet = best_path(source, opts.work)
     venv = os.path.join(ROOT, ".venv", "bin", "python")
     cmd = [venv if os.path.exists(venv) else "python3", os.path.join(ROOT, "tools", "scripts", "fit_lmmse.py"),
-           "--unet", unet, "--out", out, "--pairs", str(LMMSE_PAIRS), "--threads", str(opts.threads),
+           "--unet", unet, "--out", out, "--pairs", str(LMMSE_PAIRS), "--eps", LMMSE_EPS, "--threads", str(opts.threads),
            "--python", os.path.join(os.path.dirname(os.path.abspath(opts.nfmimo)), "python"),
            "--json", os.path.join(ZOO, m["stem"] + ".lmmse.json")]
     if os.path.exists(out):
@@ -248,8 +251,9 @@ def run_model(name, budget_s, opts):
             print(f"train_zoo: {name}: session {session['session']} is closed ({why}); a new one starts")
             state["open"] = session = None
     resume = session is not None
-    if not resume and state["best"] is None and MODELS[name]["start"].startswith("lmmse:") and \
-            not os.path.exists(best_path(name, opts.work)):
+    # A composite's best weights stay in the work folder: on another machine (state kept, weights not) the
+    # start is rebuilt as well.
+    if not resume and MODELS[name]["start"].startswith("lmmse:") and not os.path.exists(best_path(name, opts.work)):
         rc = fit_lmmse_start(name, opts)
         if rc:
             return rc
