@@ -21,7 +21,7 @@ eigendecomposition C_yy = U diag(l) U^H (float64),
     W = X^T [conj(Y) U diag(1 / (l + eps)) U^H] / N
 
 costs two dense N x M x M products and one sparse product, and each eps candidate's validation costs
-N x M x n_val. Peak memory at K = 15, N = 8192: about 2.5 GB (Y, W and the file's float32 copy).
+N x M x n_val. Peak resident memory at K = 15: 2.5 GB measured with N = 16 384 (Y, P, G and W).
 
 The composite's input convention (models/composite.hpp): the dense layer sees y * s with s = 1 / max|A^H y| per
 frame and feeds its complex output, as [Re, Im] channels and without further normalisation, to the CV U-Net. The
