@@ -53,8 +53,13 @@ MODELS = {
     # The composites (a 0.6 GB dense layer): CPU only, not shipped (rebuilt here), opt-in with --models.
     "deep2s-plus": dict(arch=["--arch", "deep2s-plus"], stem="deep2s-plus_paper_k15_snr30", start="init:cv-deep2s",
                         loss=["--loss", "mse"], lr=1e-3, weight=1, cpu_rate=0.5, composite=True),
-    "deepdi": dict(arch=["--arch", "deepdi"], stem="deepdi_paper_k15_snr30", start="random",
-                   loss=["--loss", "mse"], lr=1e-3, weight=1, cpu_rate=0.5, composite=True),
+    # DeepDI's first session starts from the LMMSE estimator fitted on synthesized pairs (tools/scripts/
+    # fit_lmmse.py; no physics in the estimator) with cv-deep2s's U-Net, the composite's own graph trained on
+    # complex random-phase images (itself a transfer from Deep2S); both starts are pretrained, hence the
+    # fine-tuning learning rate.
+    "deepdi": dict(arch=["--arch", "deepdi"], stem="deepdi_paper_k15_snr30", start="lmmse:cv-deep2s",
+                   loss=["--loss", "mse+ssim", "--ssim-weight", "0.1"], lr=3e-4, weight=1, cpu_rate=0.3,
+                   composite=True),
 }
 DEFAULT_MODELS = ["deep2s", "deep2s-unet2d", "cv-deep2s", "deep2s-resnet"]
 LR_DECAY = 0.7  # each session's peak learning rate is this times the previous session's (warm restarts)
@@ -154,6 +159,11 @@ def session_args(name, state, k, device, budget_s, work, nf_threads):
     if os.path.exists(start):
         shutil.copyfile(start, init)
         init_args = ["--init", init]
+    elif m["start"].startswith("lmmse:"):
+        src = lmmse_path(name, work)  # written by fit_lmmse_start before (absent in a dry run)
+        if os.path.exists(src):
+            shutil.copyfile(src, init)
+        init_args = ["--init", init]
     elif m["start"].startswith(("transfer:", "init:")):
         source = m["start"].split(":", 1)[1]
         src = best_path(source, work)
@@ -178,6 +188,50 @@ def session_args(name, state, k, device, budget_s, work, nf_threads):
             "epochs": epochs, "learning_rate": lr, "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
+def lmmse_path(name, work):
+    return os.path.join(work, name, "lmmse.h5")
+
+
+# The LMMSE start's fit (docs/models.md, "DeepDI's LMMSE start"): 8 192 pairs of seed 7, eps chosen on 128
+# scenes of the validation seed from the candidates that made the recorded start (models/trained/zoo/
+# deepdi_paper_k15_snr30.lmmse.json: it chose 0.3, the largest; fit_lmmse.py's default grid reaches 30, and with
+# 16 384 pairs chooses 1). Deterministic, so a fit already in the work folder is reused.
+LMMSE_PAIRS = 8192
+LMMSE_EPS = "1e-6,1e-5,1e-4,3e-4,1e-3,3e-3,1e-2,3e-2,1e-1,3e-1"
+
+
+def fit_lmmse_start(name, opts):
+    """Writes <work>/<name>/lmmse.h5 unless present; its record goes to models/trained/zoo/<stem>.lmmse.json."""
+    m = MODELS[name]
+    out = lmmse_path(name, opts.work)
+    source = m["start"].split(":", 1)[1]
+    unet = best_path(source, opts.work)
+    venv = os.path.join(ROOT, ".venv", "bin", "python")
+    cmd = [venv if os.path.exists(venv) else "python3", os.path.join(ROOT, "tools", "scripts", "fit_lmmse.py"),
+           "--unet", unet, "--out", out, "--pairs", str(LMMSE_PAIRS), "--eps", LMMSE_EPS, "--threads", str(opts.threads),
+           "--python", os.path.join(os.path.dirname(os.path.abspath(opts.nfmimo)), "python"),
+           "--json", os.path.join(ZOO, m["stem"] + ".lmmse.json")]
+    if os.path.exists(out):
+        print(f"train_zoo: {name}: reusing the LMMSE start {out}", flush=True)
+        return 0
+    print(f"train_zoo: {name}: fitting the LMMSE start (about 15 minutes on one thread): {' '.join(cmd)}",
+          flush=True)
+    if opts.dry_run:
+        return 0
+    if not os.path.exists(unet):
+        raise SystemExit(f"train_zoo: {name}'s U-Net starts from {source}'s weights ({unet}), which are missing: "
+                         f"train {source} first (--models {source})")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    os.makedirs(ZOO, exist_ok=True)
+    threads = str(opts.threads)
+    env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, OMP_WAIT_POLICY="passive")
+    with open(os.path.join(opts.work, name, "lmmse.fit.log"), "a") as log:
+        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if rc:
+        print(f"train_zoo: {name}: the LMMSE fit failed (exit code {rc}); see {log.name}", file=sys.stderr)
+    return rc
+
+
 def read_log(out):
     path = os.path.splitext(out)[0] + ".log.json"
     if not os.path.exists(path):
@@ -197,6 +251,12 @@ def run_model(name, budget_s, opts):
             print(f"train_zoo: {name}: session {session['session']} is closed ({why}); a new one starts")
             state["open"] = session = None
     resume = session is not None
+    # A composite's best weights stay in the work folder: on another machine (state kept, weights not) the
+    # start is rebuilt as well.
+    if not resume and MODELS[name]["start"].startswith("lmmse:") and not os.path.exists(best_path(name, opts.work)):
+        rc = fit_lmmse_start(name, opts)
+        if rc:
+            return rc
     if not resume:
         k = state["sessions"] + 1
         session = session_args(name, state, k, opts.device, budget_s, opts.work, opts.threads)
