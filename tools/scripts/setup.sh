@@ -9,7 +9,8 @@ build_dir=${1:-build}
 packages=(cmake ninja-build g++ pkg-config libhdf5-dev libeigen3-dev libgtest-dev libcli11-dev libfmt-dev
           nlohmann-json3-dev libpng-dev libstb-dev libdnnl-dev python3 python3-venv python3-pip python3-pytest
           python3-h5py python3-numpy python3-skimage python3-scipy python3-torch xz-utils
-          python3-dev libmatio-dev libonnx-dev libprotobuf-dev)
+          python3-dev libmatio-dev libonnx-dev libprotobuf-dev
+          clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
