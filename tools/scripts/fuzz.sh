@@ -8,7 +8,9 @@
 #   for long runs; every finding is still saved), NFMIMO_FUZZ_ARGS (extra libFuzzer arguments).
 # Each harness keeps a growing corpus in build-sanitize/fuzz/corpus/<harness>/ (seeded from the files
 # fuzz_make_seeds writes and the committed tests/fuzz/corpus/<harness>/); findings go to
-# build-sanitize/fuzz/artifacts/<harness>/. Exit status 1 when any harness found something.
+# build-sanitize/fuzz/artifacts/<harness>/. Exit status 1 when a finding's first frame is nfmimo's (or cannot be
+# told); findings inside Debian's HDF5 1.10.8 (the first frame in libhdf5: docs/reliability.md, "Open: HDF5
+# 1.10.8") are listed as such and do not fail the run unless NFMIMO_FUZZ_STRICT=1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-20}
@@ -48,10 +50,11 @@ for h in "${harnesses[@]}"; do
   echo "fuzz: $h for ${seconds} s (log $log)"
   # -malloc_limit_mb: one allocation past 2 GiB is a finding (a declared size believed), not a slow death.
   # shellcheck disable=SC2086
-  if ! "$bin" -max_total_time="$seconds" -rss_limit_mb=2560 -malloc_limit_mb=2048 -timeout=25 \
+  if ! "$bin" -seed="${NFMIMO_FUZZ_SEED:-0}" -max_total_time="$seconds" -rss_limit_mb=2560 -malloc_limit_mb=2048 -timeout=25 \
       -print_final_stats=1 -artifact_prefix="$root/artifacts/$h/" ${NFMIMO_FUZZ_ARGS:-} "${extra[@]}" \
       "${dirs[@]}" >"$log" 2>&1; then
-    status=1
+    # A harness that stops without leaving a finding (a crash outside the input's run) is nfmimo's to explain.
+    [ -n "$(find "$root/artifacts/$h" -type f)" ] || status=1
   fi
   last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
   # The final stats line (single process) or the last status line's count (fork mode prints no stats).
@@ -60,18 +63,29 @@ for h in "${harnesses[@]}"; do
   cov=$(grep -o 'cov: [0-9]*' <<<"$last" | grep -o '[0-9]*' || true)
   ft=$(grep -o 'ft: [0-9]*' <<<"$last" | grep -o '[0-9]*' || true)
   findings=$(find "$root/artifacts/$h" -type f | wc -l)
-  ((findings == 0)) || status=1
   summary+=("$(printf '%-13s execs %-10s cov %-6s ft %-7s corpus %-5s findings %s' "$h" "${execs:-?}" "${cov:-?}" \
     "${ft:-?}" "$(find "$root/corpus/$h" -type f | wc -l)" "$findings")")
 done
 printf 'fuzz: %s\n' "${summary[@]}"
-# What each finding is: the sanitizer's or libFuzzer's one-line summary and the first nfmimo frame.
+# What each finding is: the sanitizer's or libFuzzer's one-line summary and the first frame past the sanitizer,
+# libFuzzer and libc runtime, which says whose defect it is.
+export ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0"
 for h in "${harnesses[@]}"; do
-  find "$root/artifacts/$h" -type f | sort | head -20 | while read -r f; do
+  while read -r f; do
+    [ -n "$f" ] || continue
     out=$(timeout 120 "$root/fuzz_$h" -rss_limit_mb=2560 -malloc_limit_mb=2048 -timeout=25 "$f" 2>&1 || true)
     what=$(grep -m1 -oE 'SUMMARY: [A-Za-z]+: [^(]*|ERROR: libFuzzer: [a-z-]+|out-of-memory \(malloc\([0-9]+\)\)|terminate called.*' <<<"$out" || true)
-    where=$(grep -m1 -oE 'in nfmimo::[A-Za-z_:]+' <<<"$out" || true)
-    echo "fuzz: finding $h/$(basename "$f"): ${what:-no longer reproduces} ${where}"
-  done
+    first=$(grep -E '^ +#[0-9]+ ' <<<"$out" | grep -vE 'libclang_rt|compiler-rt|sanitizer|asan|ubsan|fuzzer::|libFuzzer|interceptor|[( ]libc\.so|sysdeps|(^| )in (malloc|calloc|realloc|free|operator new|memcpy|memmove|strdup|strlen)' | head -1 || true)
+    if [ -z "$what" ]; then
+      owner="no longer reproduces"
+    elif grep -q 'libhdf5' <<<"$first"; then
+      owner="inside HDF5 1.10.8 ($(grep -oE 'in H5[A-Za-z0-9_]+' <<<"$first" | head -1 | cut -c4-))"
+      [ "${NFMIMO_FUZZ_STRICT:-0}" = 1 ] && status=1
+    else
+      owner="nfmimo ($(grep -oE 'in [A-Za-z0-9_:]+' <<<"$first" | head -1 | cut -c4-))"
+      status=1
+    fi
+    echo "fuzz: finding $h/$(basename "$f"): ${what:-none} -- $owner"
+  done < <(find "$root/artifacts/$h" -type f | sort | head -40)
 done
 exit $status
