@@ -4,6 +4,7 @@
 #   tools/scripts/fuzz.sh [SECONDS] [HARNESS...]      harnesses: measurements dataset weights points grid param
 #                                                      synth_config (default: all)
 # Environment: NFMIMO_JOBS (build jobs, default all cores), NFMIMO_CMAKE_ARGS (extra CMake arguments),
+#   NFMIMO_FUZZ_SEED (libFuzzer -seed, default 1; 0 draws one),
 #   NFMIMO_FUZZ_FORK=1 (keep going after a finding: libFuzzer's -fork=1 with -ignore_crashes/ooms/timeouts,
 #   for long runs; every finding is still saved), NFMIMO_FUZZ_ARGS (extra libFuzzer arguments).
 # Each harness keeps a growing corpus in build-sanitize/fuzz/corpus/<harness>/ (seeded from the files
@@ -50,7 +51,7 @@ for h in "${harnesses[@]}"; do
   echo "fuzz: $h for ${seconds} s (log $log)"
   # -malloc_limit_mb: one allocation past 2 GiB is a finding (a declared size believed), not a slow death.
   # shellcheck disable=SC2086
-  if ! "$bin" -seed="${NFMIMO_FUZZ_SEED:-0}" -max_total_time="$seconds" -rss_limit_mb=2560 -malloc_limit_mb=2048 -timeout=25 \
+  if ! "$bin" -seed="${NFMIMO_FUZZ_SEED:-1}" -max_total_time="$seconds" -rss_limit_mb=2560 -malloc_limit_mb=2048 -timeout=25 \
       -print_final_stats=1 -artifact_prefix="$root/artifacts/$h/" ${NFMIMO_FUZZ_ARGS:-} "${extra[@]}" \
       "${dirs[@]}" >"$log" 2>&1; then
     # A harness that stops without leaving a finding (a crash outside the input's run) is nfmimo's to explain.
