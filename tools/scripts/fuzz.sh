@@ -80,10 +80,12 @@ for h in "${harnesses[@]}"; do
     if [ -z "$what" ]; then
       owner="no longer reproduces"
     elif grep -q 'libhdf5' <<<"$first"; then
-      owner="inside HDF5 1.10.8 ($(grep -oE 'in H5[A-Za-z0-9_]+' <<<"$first" | head -1 | cut -c4-))"
+      fn=$(grep -oE 'in H5[A-Za-z0-9_]+' <<<"$first" | head -1 | cut -c4- || true)
+      owner="inside HDF5 1.10.8${fn:+ ($fn)}"
       [ "${NFMIMO_FUZZ_STRICT:-0}" = 1 ] && status=1
     else
-      owner="nfmimo ($(grep -oE 'in [A-Za-z0-9_:]+' <<<"$first" | head -1 | cut -c4-))"
+      fn=$(grep -oE 'in [A-Za-z0-9_:]+' <<<"$first" | head -1 | cut -c4- || true)
+      owner="nfmimo${fn:+ ($fn)}"
       status=1
     fi
     echo "fuzz: finding $h/$(basename "$f"): ${what:-none} -- $owner"
