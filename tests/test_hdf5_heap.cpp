@@ -105,6 +105,24 @@ TEST_F(HeapTest, IntactStringsReadAsWritten) {
   EXPECT_EQ(g.string_attribute("/", "note").value(), "hello world");
 }
 
+// MATLAB v7.3 files start with a 512-byte user block: heap addresses are relative to the superblock after it.
+TEST_F(HeapTest, StringsAfterAUserBlockRead) {
+  const fs::path p = dir_ / "userblock.h5";
+  {
+    h5::Handle fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
+    ASSERT_GE(H5Pset_userblock(fcpl.get(), 512), 0);
+    h5::Handle file(H5Fcreate(p.c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT), H5Fclose);
+    h5::Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(type.get(), H5T_VARIABLE);
+    h5::Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+    h5::Handle a(H5Acreate2(file.get(), "note", type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+    const char* value = "after the user block";
+    ASSERT_GE(H5Awrite(a.get(), type.get(), &value), 0);
+  }
+  h5::File f(p.string(), h5::File::Mode::Read);
+  EXPECT_EQ(f.string_attribute("/", "note").value(), "after the user block");
+}
+
 TEST_F(HeapTest, FreeSpaceOfSizeZeroIsRefused) {  // HDF5 1.10.8's parser never advanced: a hang
   put_le(&bytes_[object(0) + 8], 8, 0);
   expect_refused("free space of size 0");
