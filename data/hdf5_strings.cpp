@@ -133,12 +133,20 @@ Collection parse_collection(const FileBytes& file, std::uint64_t at, std::size_t
   return objects;
 }
 
-std::size_t sizeof_address(hid_t attribute) {
-  Handle file(H5Iget_file_id(attribute), H5Fclose);
-  Handle fcpl(file ? H5Fget_create_plist(file.get()) : -1, H5Pclose);
+// The file's address and length sizes and its user block (heap addresses count from the superblock after it).
+struct FileLayout {
   std::size_t sizeof_addr = 0, sizeof_size = 0;
-  if (!fcpl || H5Pget_sizes(fcpl.get(), &sizeof_addr, &sizeof_size) < 0) return 0;
-  return sizeof_addr;
+  hsize_t userblock = 0;
+};
+
+FileLayout file_layout(hid_t file, const std::string& shown, const std::string& what) {
+  Handle fcpl(file >= 0 ? H5Fget_create_plist(file) : -1, H5Pclose);
+  FileLayout l;
+  if (!fcpl || H5Pget_sizes(fcpl.get(), &l.sizeof_addr, &l.sizeof_size) < 0 ||
+      H5Pget_userblock(fcpl.get(), &l.userblock) < 0 || l.sizeof_addr == 0 || l.sizeof_addr > 8 ||
+      l.sizeof_size == 0 || l.sizeof_size > 8)
+    throw InputError(fmt::format("{}: cannot read {}", shown, what));
+  return l;
 }
 
 }  // namespace
@@ -151,8 +159,11 @@ void require_attribute_storage(hid_t attribute, const std::string& shown, const 
   const hssize_t n = space ? H5Sget_simple_extent_npoints(space.get()) : -1;
   if (!type || n < 0) throw InputError(fmt::format("{}: cannot read {}", shown, what));
   // A variable-length string is stored as {length (4), heap address, object index (4)}.
-  const std::size_t element =
-      H5Tis_variable_str(type.get()) > 0 ? 8 + sizeof_address(attribute) : H5Tget_size(type.get());
+  std::size_t element = H5Tget_size(type.get());
+  if (H5Tis_variable_str(type.get()) > 0) {
+    Handle file(H5Iget_file_id(attribute), H5Fclose);
+    element = 8 + file_layout(file.get(), shown, what).sizeof_addr;
+  }
   const hsize_t stored = H5Aget_storage_size(attribute);
   if (element == 0 || stored / element < static_cast<hsize_t>(n))
     throw InputError(fmt::format("{}: damaged HDF5 file: {} stores {} bytes for {} values of {} bytes", shown,
@@ -176,12 +187,7 @@ std::vector<std::string> read_string_values(hid_t attribute, const std::string& 
       throw InputError(fmt::format("{}: damaged HDF5 file: {} is a string whose characters are not one byte",
                                    shown, what));
     Handle file(H5Iget_file_id(attribute), H5Fclose);
-    Handle fcpl(file ? H5Fget_create_plist(file.get()) : -1, H5Pclose);
-    std::size_t sizeof_addr = 0, sizeof_size = 0;
-    hsize_t userblock = 0;
-    if (!fcpl || H5Pget_sizes(fcpl.get(), &sizeof_addr, &sizeof_size) < 0 ||
-        H5Pget_userblock(fcpl.get(), &userblock) < 0 || sizeof_addr > 8 || sizeof_size > 8)
-      throw InputError(fmt::format("{}: cannot read {}", shown, what));
+    const auto [sizeof_addr, sizeof_size, userblock] = file_layout(file.get(), shown, what);
     register_raw_heap_ids();
     const std::size_t id_size = 8 + sizeof_addr;
     Handle raw(H5Tcreate(H5T_OPAQUE, id_size), H5Tclose);
