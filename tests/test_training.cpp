@@ -190,6 +190,18 @@ TEST(Optimizer, AdamWMatchesTheTextbookAlgorithm) {
   EXPECT_EQ(p.at("bn.running_var").values, p0.at("bn.running_var").values);
 }
 
+TEST(Optimizer, SavedMomentsMustMatchTheirParameters) {
+  Parameters p;
+  p["w"] = ParameterTensor{{3}, {1.0f, 2.0f, 3.0f}, true};
+  p["bn.running_mean"] = ParameterTensor{{2}, {0.0f, 0.0f}, false};
+  OptimizerState st;
+  st.m["w"] = {0.0f, 0.0f, 0.0f};
+  st.v["bn.running_mean"] = {0.0f};  // not trainable: its moments are never read
+  EXPECT_NO_THROW(check_optimizer_moments(p, st));
+  st.v["w"] = {0.0f, 0.0f};
+  EXPECT_THROW(check_optimizer_moments(p, st), InputError);
+}
+
 TEST(Optimizer, ClippingAndGlobalNorm) {
   const Gradients g = {{"a", {3.0f, 0.0f}}, {"b", {4.0f}}};
   EXPECT_DOUBLE_EQ(global_norm(g), 5.0);

@@ -161,15 +161,7 @@ class CpuCompositeTrainingBackend final : public TrainingBackend {
     specs.push_back({kDenseWeight, {V_, M_, 2}, true});
     specs.push_back({kDenseBias, {V_, 2}, true});
     check_parameters(specs, "composite", parameters, "training state");
-    for (const auto& [name, t] : parameters) {
-      if (!t.trainable) continue;
-      for (const auto* moments : {&state.m, &state.v}) {
-        const auto it = moments->find(name);
-        require(it == moments->end() || it->second.size() == t.values.size(),
-                fmt::format("training state: the optimizer moments of '{}' have {} values, the parameter {}",
-                            name, it == moments->end() ? 0 : it->second.size(), t.values.size()));
-      }
-    }
+    check_optimizer_moments(parameters, state);
     master_ = parameters;
     refresh_network(train_);
     state_ = state;

@@ -72,15 +72,7 @@ class CpuTrainingBackend final : public TrainingBackend {
 
   void load_state(const Parameters& parameters, const OptimizerState& state) override {
     check_parameters(network_, parameters, "training state");
-    for (const auto& [name, t] : parameters) {
-      if (!t.trainable) continue;
-      for (const auto* moments : {&state.m, &state.v}) {
-        const auto it = moments->find(name);
-        require(it == moments->end() || it->second.size() == t.values.size(),
-                fmt::format("training state: the optimizer moments of '{}' have {} values, the parameter {}",
-                            name, it == moments->end() ? 0 : it->second.size(), t.values.size()));
-      }
-    }
+    check_optimizer_moments(parameters, state);
     master_ = parameters;
     train_.set_parameters(master_);
     state_ = state;

@@ -25,6 +25,18 @@ std::set<std::string> decayed_parameters(const Network& network) {
   return names;
 }
 
+void check_optimizer_moments(const Parameters& parameters, const OptimizerState& state) {
+  for (const auto& [name, t] : parameters) {
+    if (!t.trainable) continue;
+    for (const auto* moments : {&state.m, &state.v}) {
+      const auto it = moments->find(name);
+      require(it == moments->end() || it->second.size() == t.values.size(),
+              fmt::format("training state: the optimizer moments of '{}' have {} values, the parameter {}",
+                          name, it == moments->end() ? 0 : it->second.size(), t.values.size()));
+    }
+  }
+}
+
 double clip_scale(double norm, double clip_norm) {
   return clip_norm > 0 && norm > clip_norm ? clip_norm / norm : 1.0;
 }

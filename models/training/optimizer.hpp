@@ -31,6 +31,10 @@ void adam_step(Parameters& parameters, const Gradients& gradients, double gradie
                const OptimizerSettings& settings, const std::set<std::string>& decayed,
                OptimizerState& state);
 
+// Refuses (InputError, "training state: ...") a saved optimizer state whose Adam moments for a trainable
+// parameter have another size than the parameter; a missing moment is allowed (created on first use).
+void check_optimizer_moments(const Parameters& parameters, const OptimizerState& state);
+
 // The scale that clipping applies: clip / norm when clip_norm > 0 and norm > clip, else 1.
 double clip_scale(double norm, double clip_norm);
 
