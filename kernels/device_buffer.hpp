@@ -1,15 +1,30 @@
-// Move-only owning device buffer (no implicit copies, to prevent performance accidents): allocation with
-// cudaMalloc, explicit stream-ordered uploads and downloads. CUDA translation units only.
+// The one family of device memory and streams, for CUDA translation units and host code compiled without
+// nvcc alike (the trainer, benchmarks, tests): RAII, move-only (no implicit copies, to prevent performance
+// accidents), explicit stream-ordered uploads and downloads. In a build without CUDA every allocation and
+// every stream throws an InputError saying so (kernels/cuda_unavailable.cpp).
+//
+// A stream handle is spelled `cudaStream_t` everywhere: the typedef below is the CUDA runtime's own
+// (driver_types.h declares the same type), so headers need not include cuda_runtime.h to name it.
 #pragma once
-
-#include <cuda_runtime.h>
 
 #include <cstddef>
 #include <utility>
 
-#include "kernels/cuda_check.hpp"
+struct CUstream_st;
+typedef struct CUstream_st* cudaStream_t;
 
 namespace nfmimo {
+
+// The untyped calls behind DeviceBuffer (kernels/device_buffer.cpp; InputError without CUDA).
+namespace device_memory {
+void* allocate(std::size_t bytes);  // OutOfMemoryError with advice when the device is full
+void release(void* data) noexcept;  // logs a failure (called from destructors)
+void copy_to_device(void* device, const void* host, std::size_t bytes, cudaStream_t stream);
+void copy_to_host(void* host, const void* device, std::size_t bytes, cudaStream_t stream);
+void zero(void* device, std::size_t bytes, cudaStream_t stream);
+// InputError naming the buffer operation when [offset, offset + count) exceeds `size` elements.
+void require_within(std::size_t offset, std::size_t count, std::size_t size, const char* operation);
+}  // namespace device_memory
 
 template <class T>
 class DeviceBuffer {
@@ -33,7 +48,7 @@ class DeviceBuffer {
   void allocate(std::size_t count) {
     release();
     if (count == 0) return;
-    NFMIMO_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&data_), count * sizeof(T)));
+    data_ = static_cast<T*>(device_memory::allocate(count * sizeof(T)));
     size_ = count;
   }
   // Grows (never shrinks) to at least `count` elements; contents are not kept.
@@ -41,7 +56,7 @@ class DeviceBuffer {
     if (count > size_) allocate(count);
   }
   void release() {
-    if (data_) NFMIMO_CUDA_LOG(cudaFree(data_));
+    if (data_) device_memory::release(data_);
     data_ = nullptr;
     size_ = 0;
   }
@@ -51,16 +66,17 @@ class DeviceBuffer {
   std::size_t size() const { return size_; }
   std::size_t bytes() const { return size_ * sizeof(T); }
 
+  // Stream-ordered copies of `count` elements at element `offset` (InputError beyond the buffer).
   void upload(const T* host, std::size_t count, cudaStream_t stream, std::size_t offset = 0) {
-    NFMIMO_CUDA_CHECK(
-        cudaMemcpyAsync(data_ + offset, host, count * sizeof(T), cudaMemcpyHostToDevice, stream));
+    device_memory::require_within(offset, count, size_, "upload");
+    device_memory::copy_to_device(data_ + offset, host, count * sizeof(T), stream);
   }
   void download(T* host, std::size_t count, cudaStream_t stream, std::size_t offset = 0) const {
-    NFMIMO_CUDA_CHECK(
-        cudaMemcpyAsync(host, data_ + offset, count * sizeof(T), cudaMemcpyDeviceToHost, stream));
+    device_memory::require_within(offset, count, size_, "download");
+    device_memory::copy_to_host(host, data_ + offset, count * sizeof(T), stream);
   }
   void zero(cudaStream_t stream) {
-    if (data_) NFMIMO_CUDA_CHECK(cudaMemsetAsync(data_, 0, bytes(), stream));
+    if (data_) device_memory::zero(data_, bytes(), stream);
   }
 
  private:
@@ -68,42 +84,18 @@ class DeviceBuffer {
   std::size_t size_ = 0;
 };
 
-// RAII stream and event.
-class CudaStream {
+// A non-blocking stream on the current device.
+class DeviceStream {
  public:
-  CudaStream() { NFMIMO_CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking)); }
-  ~CudaStream() {
-    if (s_) NFMIMO_CUDA_LOG(cudaStreamDestroy(s_));
-  }
-  CudaStream(const CudaStream&) = delete;
-  CudaStream& operator=(const CudaStream&) = delete;
-  cudaStream_t get() const { return s_; }
-  void synchronize() const { NFMIMO_CUDA_CHECK(cudaStreamSynchronize(s_)); }
+  DeviceStream();
+  ~DeviceStream();
+  DeviceStream(const DeviceStream&) = delete;
+  DeviceStream& operator=(const DeviceStream&) = delete;
+  cudaStream_t get() const { return stream_; }
+  void synchronize() const;
 
  private:
-  cudaStream_t s_ = nullptr;
-};
-
-class CudaEvent {
- public:
-  CudaEvent() { NFMIMO_CUDA_CHECK(cudaEventCreate(&e_)); }
-  ~CudaEvent() {
-    if (e_) NFMIMO_CUDA_LOG(cudaEventDestroy(e_));
-  }
-  CudaEvent(const CudaEvent&) = delete;
-  CudaEvent& operator=(const CudaEvent&) = delete;
-  cudaEvent_t get() const { return e_; }
-  void record(cudaStream_t s) { NFMIMO_CUDA_CHECK(cudaEventRecord(e_, s)); }
-  // Milliseconds from `start` to this event (both recorded and complete).
-  float since(const CudaEvent& start) const {
-    NFMIMO_CUDA_CHECK(cudaEventSynchronize(e_));
-    float ms = 0;
-    NFMIMO_CUDA_CHECK(cudaEventElapsedTime(&ms, start.e_, e_));
-    return ms;
-  }
-
- private:
-  cudaEvent_t e_ = nullptr;
+  cudaStream_t stream_ = nullptr;
 };
 
 }  // namespace nfmimo

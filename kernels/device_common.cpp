@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include "kernels/device.hpp"
+#include "kernels/device_buffer.hpp"
 #include "radar/error.hpp"
 
 namespace nfmimo {
@@ -31,6 +32,13 @@ DeviceKind resolve_device(DeviceKind requested) {
   if (!available)
     throw InputError(fmt::format("--device cuda was asked for, but {}", cuda_unavailable_reason()));
   return DeviceKind::Cuda;
+}
+
+void device_memory::require_within(std::size_t offset, std::size_t count, std::size_t size,
+                                   const char* operation) {
+  if (offset > size || count > size - offset)
+    throw InputError(fmt::format("device {} of elements [{}, {}) outside the buffer's {} elements", operation,
+                                 offset, offset + count, size));
 }
 
 }  // namespace nfmimo

@@ -290,7 +290,7 @@ struct GpuImagingPlan::Impl {
   DeviceBuffer<char> fft_workspace;
   // Host wrappers' buffers and stream (allocated on first use).
   mutable DeviceBuffer<float2> host_x, host_y;
-  mutable std::unique_ptr<CudaStream> host_stream;
+  mutable std::unique_ptr<DeviceStream> host_stream;
 
   // The scratch above (forward partial sums, fast-mode profiles, cuFFT plans whose stream is set per call)
   // serves one stream at a time: the stream of the last call that used it owns it. Another stream may take it
@@ -357,7 +357,7 @@ GpuImagingPlan::GpuImagingPlan(const RadarSystem& system, const ImagingGrid& gri
   }
   std::vector<double> kappa(p.K);
   for (int k = 0; k < p.K; ++k) kappa[k] = wavenumber(system.sweep[k]);
-  CudaStream stream;
+  DeviceStream stream;
   DeviceBuffer<double3> d_antennas(p.A);
   d_antennas.upload(antennas.data(), p.A, stream.get());
   p.kappa.allocate(p.K);
@@ -405,7 +405,7 @@ const RadarSystem& GpuImagingPlan::system() const { return impl_->system; }
 const ImagingGrid& GpuImagingPlan::grid() const { return impl_->grid; }
 int GpuImagingPlan::max_batch() const { return impl_->max_batch; }
 
-void GpuImagingPlan::forward(const cfloat* d_x, cfloat* d_y, int batch, GpuStream stream) const {
+void GpuImagingPlan::forward(const cfloat* d_x, cfloat* d_y, int batch, cudaStream_t stream) const {
   const Impl& p = *impl_;
   require(batch >= 1 && batch <= p.max_batch,
           detail::concat("batch ", batch, " is outside the GPU plan's range [1, ", p.max_batch, "]"));
@@ -437,7 +437,7 @@ void GpuImagingPlan::forward(const cfloat* d_x, cfloat* d_y, int batch, GpuStrea
 }
 
 void GpuImagingPlan::image(Method method, ImagingMode mode, const cfloat* d_y, cfloat* d_x, int batch,
-                           GpuStream stream) const {
+                           cudaStream_t stream) const {
   const Impl& p = *impl_;
   require(batch >= 1 && batch <= p.max_batch,
           detail::concat("batch ", batch, " is outside the GPU plan's range [1, ", p.max_batch, "]"));
@@ -510,7 +510,7 @@ namespace {
 // The host-pointer wrappers: frames go through the plan's staging buffers in chunks of max_batch on the
 // plan's own stream, `run(in_device, out_device, frames, stream)` doing the device work of one chunk.
 template <class Run>
-void through_staging(CudaStream& stream, DeviceBuffer<float2>& in_buf, DeviceBuffer<float2>& out_buf,
+void through_staging(DeviceStream& stream, DeviceBuffer<float2>& in_buf, DeviceBuffer<float2>& out_buf,
                      int max_batch, const cfloat* in, std::size_t in_frame, cfloat* out,
                      std::size_t out_frame, int batch, Run run) {
   in_buf.reserve(in_frame * max_batch);
@@ -528,7 +528,7 @@ void through_staging(CudaStream& stream, DeviceBuffer<float2>& in_buf, DeviceBuf
 
 void GpuImagingPlan::forward_host(const cfloat* x, cfloat* y, int batch) const {
   Impl& p = *impl_;
-  if (!p.host_stream) p.host_stream = std::make_unique<CudaStream>();
+  if (!p.host_stream) p.host_stream = std::make_unique<DeviceStream>();
   through_staging(*p.host_stream, p.host_x, p.host_y, p.max_batch, x, p.V, y, p.system.samples_per_frame(),
                   batch,
                   [&](const cfloat* in, cfloat* out, int nb, cudaStream_t s) { forward(in, out, nb, s); });
@@ -537,7 +537,7 @@ void GpuImagingPlan::forward_host(const cfloat* x, cfloat* y, int batch) const {
 void GpuImagingPlan::image_host(Method method, ImagingMode mode, const cfloat* y, cfloat* x,
                                 int batch) const {
   Impl& p = *impl_;
-  if (!p.host_stream) p.host_stream = std::make_unique<CudaStream>();
+  if (!p.host_stream) p.host_stream = std::make_unique<DeviceStream>();
   through_staging(
       *p.host_stream, p.host_y, p.host_x, p.max_batch, y, p.system.samples_per_frame(), x, p.V, batch,
       [&](const cfloat* in, cfloat* out, int nb, cudaStream_t s) { image(method, mode, in, out, nb, s); });

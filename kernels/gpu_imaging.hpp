@@ -11,12 +11,9 @@
 #include "radar/complex.hpp"
 #include "radar/physics.hpp"
 #include "radar/system.hpp"
-
-struct CUstream_st;
+#include "kernels/device_buffer.hpp"
 
 namespace nfmimo {
-
-using GpuStream = CUstream_st*;
 
 class GpuImagingPlan {
  public:
@@ -37,9 +34,9 @@ class GpuImagingPlan {
   // another stream while the previous one still has work queued on this plan throws Error (one plan per
   // stream, or synchronise before switching). These methods are const in the operator's sense, not
   // thread-safe.
-  void forward(const cfloat* d_x, cfloat* d_y, int batch, GpuStream stream) const;
+  void forward(const cfloat* d_x, cfloat* d_y, int batch, cudaStream_t stream) const;
   void image(Method method, ImagingMode mode, const cfloat* d_y, cfloat* d_x, int batch,
-             GpuStream stream) const;
+             cudaStream_t stream) const;
 
   // Host memory, any batch (processed in chunks of max_batch); synchronous.
   void forward_host(const cfloat* x, cfloat* y, int batch) const;

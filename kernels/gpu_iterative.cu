@@ -294,7 +294,7 @@ struct GpuIterativeSolver::Impl {
   DeviceBuffer<double> partial, partial_data;
   mutable DeviceBuffer<double> history;  // [(max_iterations + 1)][B]
   mutable DeviceBuffer<float2> host_y, host_x;
-  mutable std::unique_ptr<CudaStream> host_stream;
+  mutable std::unique_ptr<DeviceStream> host_stream;
 };
 
 GpuIterativeSolver::GpuIterativeSolver(const GpuImagingPlan& plan, const PowerIterationOptions& power)
@@ -319,7 +319,7 @@ GpuIterativeSolver::GpuIterativeSolver(const GpuImagingPlan& plan, const PowerIt
   m.partial_data.allocate(std::size_t(m.max_batch) * kReduceBlocks);
 
   // Power iteration on frame 0 of the scratch (same start vector and rule as the CPU solver).
-  CudaStream stream;
+  DeviceStream stream;
   const std::vector<cfloat> start = power_iteration_start(std::size_t(m.V), power.seed);
   m.u.upload(reinterpret_cast<const float2*>(start.data()), m.V, stream.get());
   std::vector<double> partial(kReduceBlocks);
@@ -360,7 +360,7 @@ std::string GpuIterativeSolver::device_description() const {
 
 std::vector<IterativeReport> GpuIterativeSolver::solve_device(const cfloat* d_y, cfloat* d_x, int batch,
                                                               const IterativeOptions& o,
-                                                              GpuStream stream) const {
+                                                              cudaStream_t stream) const {
   validate(o);
   const Impl& m = *impl_;
   require(batch >= 1 && batch <= m.max_batch,
@@ -480,7 +480,7 @@ std::vector<IterativeReport> GpuIterativeSolver::solve(const cfloat* y, cfloat* 
   validate(o);
   require(frames >= 0, "the frame count must not be negative");
   Impl& m = *impl_;
-  if (!m.host_stream) m.host_stream = std::make_unique<CudaStream>();
+  if (!m.host_stream) m.host_stream = std::make_unique<DeviceStream>();
   m.host_y.reserve(std::size_t(m.max_batch) * m.S);
   m.host_x.reserve(std::size_t(m.max_batch) * m.V);
   cudaStream_t s = m.host_stream->get();

@@ -31,7 +31,7 @@ class GpuIterativeSolver final : public IterativeSolver {
   // Device memory: y [batch, K, T, R] -> x [batch, V], batch <= plan.max_batch(). Work is queued on `stream`;
   // the call returns after the stream has finished (the reports are read back).
   std::vector<IterativeReport> solve_device(const cfloat* d_y, cfloat* d_x, int batch,
-                                            const IterativeOptions& options, GpuStream stream) const;
+                                            const IterativeOptions& options, cudaStream_t stream) const;
   std::string device_description() const override;
 
  private:

@@ -69,7 +69,7 @@ __global__ void magnitude_kernel(const float2* __restrict__ in, float* __restric
 
 }  // namespace
 
-void complex_magnitude(const cfloat* d_in, float* d_out, std::size_t count, CUstream_st* stream) {
+void complex_magnitude(const cfloat* d_in, float* d_out, std::size_t count, cudaStream_t stream) {
   if (count == 0) return;
   const int blocks = static_cast<int>(std::min<std::size_t>((count + 255) / 256, 132 * 32));
   magnitude_kernel<<<blocks, 256, 0, stream>>>(reinterpret_cast<const float2*>(d_in), d_out, count);
@@ -77,7 +77,7 @@ void complex_magnitude(const cfloat* d_in, float* d_out, std::size_t count, CUst
 }
 
 void normalise_by_sample_max(const cfloat* d_volumes, float* d_input, int frames, std::size_t voxels,
-                             NormaliseMode mode, CUstream_st* stream) {
+                             NormaliseMode mode, cudaStream_t stream) {
   if (frames <= 0 || voxels == 0) return;
   normalise_kernel<<<frames, kThreads, 0, stream>>>(reinterpret_cast<const float2*>(d_volumes), d_input,
                                                     voxels, mode == NormaliseMode::Complex);
@@ -85,7 +85,7 @@ void normalise_by_sample_max(const cfloat* d_volumes, float* d_input, int frames
 }
 
 void frame_max_scales_device(const cfloat* d_volumes, int frames, std::size_t voxels, float* d_scales,
-                             CUstream_st* stream) {
+                             cudaStream_t stream) {
   if (frames <= 0) return;
   scales_kernel<<<frames, kThreads, 0, stream>>>(reinterpret_cast<const float2*>(d_volumes), voxels,
                                                  d_scales);

@@ -12,19 +12,18 @@
 
 #include "kernels/normalise.hpp"
 #include "radar/complex.hpp"
-
-struct CUstream_st;
+#include "kernels/device_buffer.hpp"
 
 namespace nfmimo {
 
 void normalise_by_sample_max(const cfloat* d_volumes, float* d_input, int frames, std::size_t voxels,
-                             NormaliseMode mode, CUstream_st* stream);
+                             NormaliseMode mode, cudaStream_t stream);
 // d_scales[f] = float(1 / max_v |a[f, v]|) (1 for an all-zero frame), as frame_max_scales on the CPU.
 void frame_max_scales_device(const cfloat* d_volumes, int frames, std::size_t voxels, float* d_scales,
-                             CUstream_st* stream);
+                             cudaStream_t stream);
 
 // out[i] = |in[i]| (no normalisation): the training targets of the GPU data path (the synthesizer's complex
 // scenes -> the magnitudes the network learns to output).
-void complex_magnitude(const cfloat* d_in, float* d_out, std::size_t count, CUstream_st* stream);
+void complex_magnitude(const cfloat* d_in, float* d_out, std::size_t count, cudaStream_t stream);
 
 }  // namespace nfmimo

@@ -2,6 +2,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/cuda_check.hpp"
+#include "kernels/cuda_event.hpp"
 #include "kernels/device_buffer.hpp"
 #include "kernels/gpu_timing.hpp"
 
@@ -13,11 +14,11 @@ struct GpuEventTimer::Impl {
 
 GpuEventTimer::GpuEventTimer() : impl_(std::make_unique<Impl>()) {}
 GpuEventTimer::~GpuEventTimer() = default;
-void GpuEventTimer::start(CUstream_st* s) { impl_->start.record(s); }
-void GpuEventTimer::stop(CUstream_st* s) { impl_->stop.record(s); }
+void GpuEventTimer::start(cudaStream_t s) { impl_->start.record(s); }
+void GpuEventTimer::stop(cudaStream_t s) { impl_->stop.record(s); }
 double GpuEventTimer::elapsed_ms() const { return impl_->stop.since(impl_->start); }
 
-void gpu_synchronize(CUstream_st* s) { NFMIMO_CUDA_CHECK(cudaStreamSynchronize(s)); }
+void gpu_synchronize(cudaStream_t s) { NFMIMO_CUDA_CHECK(cudaStreamSynchronize(s)); }
 
 std::size_t gpu_memory_used() {
   std::size_t free = 0, total = 0;
@@ -89,7 +90,7 @@ static double gemm_tflops(cublasHandle_t h, cudaStream_t stream, cudaDataType_t 
 
 GpuCeilings measure_gpu_ceilings() {
   GpuCeilings c;
-  CudaStream stream;
+  DeviceStream stream;
   CudaEvent t0, t1;
   int sms = 0;
   NFMIMO_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));

@@ -5,7 +5,7 @@
 #include <cstddef>
 #include <memory>
 
-struct CUstream_st;
+#include "kernels/device_buffer.hpp"
 
 namespace nfmimo {
 
@@ -16,8 +16,8 @@ class GpuEventTimer {
   ~GpuEventTimer();
   GpuEventTimer(const GpuEventTimer&) = delete;
   GpuEventTimer& operator=(const GpuEventTimer&) = delete;
-  void start(CUstream_st* stream);
-  void stop(CUstream_st* stream);
+  void start(cudaStream_t stream);
+  void stop(cudaStream_t stream);
   double elapsed_ms() const;  // waits for the stop event
 
  private:
@@ -26,7 +26,7 @@ class GpuEventTimer {
 };
 
 // Waits for all work on a stream.
-void gpu_synchronize(CUstream_st* stream);
+void gpu_synchronize(cudaStream_t stream);
 
 // Device memory in use (total - free) in bytes; 0 without a GPU.
 std::size_t gpu_memory_used();

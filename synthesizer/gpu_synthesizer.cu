@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "kernels/cuda_check.hpp"
+#include "kernels/cuda_event.hpp"
 #include "kernels/device_buffer.hpp"
 #include "kernels/gpu_imaging.hpp"
 #include "radar/error.hpp"
@@ -168,7 +169,7 @@ struct GpuSynthesizer::Impl {
   // Host wrapper buffers and stream (first use).
   mutable DeviceBuffer<float2> host_x, host_y;
   mutable DeviceBuffer<float> host_snr;
-  mutable std::unique_ptr<CudaStream> host_stream;
+  mutable std::unique_ptr<DeviceStream> host_stream;
 };
 
 GpuSynthesizer::GpuSynthesizer(const RadarSystem& system, const ImagingGrid& grid, const SceneConfig& config,
@@ -201,7 +202,7 @@ GpuSynthesizer::GpuSynthesizer(const RadarSystem& system, const ImagingGrid& gri
 GpuSynthesizer::~GpuSynthesizer() = default;
 
 void GpuSynthesizer::generate(const DrawnBatch& b, cfloat* d_targets, cfloat* d_measurements, float* d_snr_db,
-                              GpuStream stream) const {
+                              cudaStream_t stream) const {
   const Impl& p = *impl_;
   const int count = b.count;
   require(count >= 1 && count <= p.max_batch,
@@ -243,7 +244,7 @@ void GpuSynthesizer::generate(const DrawnBatch& b, cfloat* d_targets, cfloat* d_
 void GpuSynthesizer::generate_host(const DrawnBatch& b, cfloat* targets, cfloat* measurements,
                                    float* snr_db) const {
   const Impl& p = *impl_;
-  if (!p.host_stream) p.host_stream = std::make_unique<CudaStream>();
+  if (!p.host_stream) p.host_stream = std::make_unique<DeviceStream>();
   p.host_x.reserve(std::size_t(p.V) * p.max_batch);
   if (measurements) p.host_y.reserve(p.S * p.max_batch);
   if (snr_db) p.host_snr.reserve(p.max_batch);

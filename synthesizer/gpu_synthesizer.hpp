@@ -35,7 +35,7 @@ class GpuSynthesizer {
 
   // Device memory; `d_measurements` / `d_snr_db` may be null for targets only. Asynchronous on `stream`.
   void generate(const DrawnBatch& batch, cfloat* d_targets, cfloat* d_measurements, float* d_snr_db,
-                GpuStream stream) const;
+                cudaStream_t stream) const;
   // Host memory; synchronous. `measurements` / `snr_db` may be null for targets only.
   void generate_host(const DrawnBatch& batch, cfloat* targets, cfloat* measurements, float* snr_db) const;
 

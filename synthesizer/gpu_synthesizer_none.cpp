@@ -12,7 +12,7 @@ GpuSynthesizer::GpuSynthesizer(const RadarSystem&, const ImagingGrid&, const Sce
   throw InputError("the GPU was asked for, but " + cuda_unavailable_reason());
 }
 GpuSynthesizer::~GpuSynthesizer() = default;
-void GpuSynthesizer::generate(const DrawnBatch&, cfloat*, cfloat*, float*, GpuStream) const {}
+void GpuSynthesizer::generate(const DrawnBatch&, cfloat*, cfloat*, float*, cudaStream_t) const {}
 void GpuSynthesizer::generate_host(const DrawnBatch&, cfloat*, cfloat*, float*) const {}
 
 }  // namespace nfmimo

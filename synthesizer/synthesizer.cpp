@@ -132,7 +132,7 @@ SampleBatch Synthesizer::batch(std::uint64_t first, int count) const {
 }
 
 void Synthesizer::generate_device(std::uint64_t first, int count, cfloat* d_targets, cfloat* d_measurements,
-                                  float* d_snr_db, GpuStream stream) const {
+                                  float* d_snr_db, cudaStream_t stream) const {
   const Impl& p = *impl_;
   require(p.gpu != nullptr, "generate_device needs the CUDA backend (this synthesizer runs on the CPU)");
   require(count >= 1 && count <= p.max_batch,
@@ -142,7 +142,7 @@ void Synthesizer::generate_device(std::uint64_t first, int count, cfloat* d_targ
 }
 
 void Synthesizer::generate_targets_device(std::uint64_t first, int count, cfloat* d_targets,
-                                          GpuStream stream) const {
+                                          cudaStream_t stream) const {
   generate_device(first, count, d_targets, nullptr, nullptr, stream);
 }
 

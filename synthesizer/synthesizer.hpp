@@ -59,8 +59,8 @@ class Synthesizer {
   // noise are queued. Calls are ordered on the synthesizer's scratch, so they must not run concurrently from
   // two threads.
   void generate_device(std::uint64_t first, int count, cfloat* d_targets, cfloat* d_measurements,
-                       float* d_snr_db, GpuStream stream) const;
-  void generate_targets_device(std::uint64_t first, int count, cfloat* d_targets, GpuStream stream) const;
+                       float* d_snr_db, cudaStream_t stream) const;
+  void generate_targets_device(std::uint64_t first, int count, cfloat* d_targets, cudaStream_t stream) const;
 
  private:
   struct Impl;

@@ -54,8 +54,8 @@ TEST(Deep2SPlus, DenseLayerAtInitialisationReproducesTheNormalisedAdjoint) {
   // The U-Net's input of Deep2S+ against cv-deep2s's (the CPU adjoint, normalised) and against the double
   // reference A^H y / max |A^H y|. Tolerance: both sum M = 624 float products (GEMM against the operator's
   // factorised sums): ~1e-6 relative to the peak, 2e-5 leaves room without hiding a wrong scale or conjugate.
-  const LearnedPipeline p_plus("deep2s-plus", plus, DeviceKind::Cpu);
-  const LearnedPipeline p_cv("cv-deep2s", cv, DeviceKind::Cpu);
+  LearnedPipeline p_plus("deep2s-plus", plus, DeviceKind::Cpu);
+  LearnedPipeline p_cv("cv-deep2s", cv, DeviceKind::Cpu);
   std::vector<float> in_plus(frames * 2 * V), in_cv(in_plus.size());
   p_plus.network_input(y.data(), frames, in_plus.data());
   p_cv.network_input(y.data(), frames, in_cv.data());

@@ -19,7 +19,7 @@
 
 #include "kernels/device.hpp"
 #include "kernels/gpu_normalise.hpp"
-#include "kernels/device_array.hpp"
+#include "kernels/device_buffer.hpp"
 #include "kernels/gpu_timing.hpp"
 #include "models/nn/architectures.hpp"
 #include "models/nn/cpu/network.hpp"
@@ -247,7 +247,7 @@ TEST_F(GpuNet, PaperUNet3dMatchesCpuAtEveryPrecision) {
 TEST_F(GpuNet, ExecutingAPlannedBatchAllocatesNothing) {
   const Network net = build_network("unet3d", 9, 10, 17, {.width = 8});
   GpuNetwork gpu(net, random_parameters(net, 3), Mode::Inference, Precision::Fp16);
-  DeviceFloats in(net.input_shape(4).elements()), out(net.output_shape(4).elements());
+  DeviceBuffer<float> in(net.input_shape(4).elements()), out(net.output_shape(4).elements());
   DeviceStream stream;
   gpu.plan(4);
   gpu.forward_device(in.data(), out.data(), 4, stream.get());
@@ -507,8 +507,8 @@ TEST_F(GpuNet, ComplexMagnitudeKernelMatchesTheHost) {
   const auto z = test::random_complex<float>(10007, 12);
   std::vector<float> expected(z.size()), got(z.size());
   for (std::size_t i = 0; i < z.size(); ++i) expected[i] = std::abs(z[i]);
-  DeviceArray<cfloat> in(z.size());
-  DeviceFloats out(z.size());
+  DeviceBuffer<cfloat> in(z.size());
+  DeviceBuffer<float> out(z.size());
   DeviceStream stream;
   in.upload(z.data(), z.size(), stream.get());
   complex_magnitude(in.data(), out.data(), z.size(), stream.get());

@@ -10,7 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "kernels/device.hpp"
-#include "kernels/device_array.hpp"
+#include "kernels/device_buffer.hpp"
 #include "kernels/gpu_imaging.hpp"
 #include "kernels/gpu_normalise.hpp"
 #include "kernels/gpu_timing.hpp"
@@ -161,7 +161,7 @@ TEST_F(GpuPreflight, ImagingPlanRefusesASecondStreamWhileTheFirstRuns) {
   const ImagingGrid grid = ImagingGrid::paper();
   const int batch = 64;
   GpuImagingPlan plan(system, grid, batch);
-  DeviceArray<cfloat> x(grid.voxels() * batch), y(system.samples_per_frame() * batch);
+  DeviceBuffer<cfloat> x(grid.voxels() * batch), y(system.samples_per_frame() * batch);
   DeviceStream a, b;
   // A paper-geometry forward of 64 frames (37 GFLOP) takes milliseconds; the second call comes microseconds
   // later.
@@ -239,12 +239,12 @@ TEST_F(GpuPreflight, NormalisationKernelsRoundAsTheCpu) {
     for (std::size_t v = 0; v < V; ++v)
       a[f * V + v] = f == 1 ? cfloat(0, 0) : cfloat(n(rng), n(rng)) * float(f + 1);
   DeviceStream s;
-  DeviceArray<cfloat> d_a(a.size());
+  DeviceBuffer<cfloat> d_a(a.size());
   d_a.upload(a.data(), a.size(), s.get());
   for (NormaliseMode mode : {NormaliseMode::Magnitude, NormaliseMode::Complex}) {
     const std::size_t count = frames * V * (mode == NormaliseMode::Complex ? 2 : 1);
     std::vector<float> cpu(count), gpu(count);
-    DeviceFloats d_out(count);
+    DeviceBuffer<float> d_out(count);
     normalise_by_frame_max(a.data(), frames, V, mode, cpu.data());
     normalise_by_sample_max(d_a.data(), d_out.data(), frames, V, mode, s.get());
     d_out.download(gpu.data(), count, s.get());
@@ -255,7 +255,7 @@ TEST_F(GpuPreflight, NormalisationKernelsRoundAsTheCpu) {
       ASSERT_LE(std::abs(gpu[i] - cpu[i]), std::abs(cpu[i]) * 1.2e-7f) << "element " << i;
   }
   std::vector<float> cpu(frames), gpu(frames);
-  DeviceFloats d_scales(frames);
+  DeviceBuffer<float> d_scales(frames);
   frame_max_scales(a.data(), frames, V, cpu.data());
   frame_max_scales_device(d_a.data(), frames, V, d_scales.data(), s.get());
   d_scales.download(gpu.data(), frames, s.get());

@@ -13,7 +13,7 @@
 
 #include "data/atomic_file.hpp"
 #include "kernels/device.hpp"
-#include "kernels/device_array.hpp"
+#include "kernels/device_buffer.hpp"
 #include "kernels/gpu_imaging.hpp"
 #include "kernels/gpu_timing.hpp"
 #include "radar/cpu_operator.hpp"
@@ -245,14 +245,14 @@ void run(const BenchOptions& o) {
     std::unique_ptr<CpuOperator> cpu;
     std::unique_ptr<GpuImagingPlan> gpu;
     std::unique_ptr<DeviceStream> stream;
-    std::unique_ptr<DeviceArray<cfloat>> dx, dy;
+    std::unique_ptr<DeviceBuffer<cfloat>> dx, dy;
     if (d == DeviceKind::Cpu) {
       cpu = std::make_unique<CpuOperator>(s, g);
     } else {
       gpu = std::make_unique<GpuImagingPlan>(s, g, max_batch);
       stream = std::make_unique<DeviceStream>();
-      dx = std::make_unique<DeviceArray<cfloat>>(pb.V_ * max_batch);
-      dy = std::make_unique<DeviceArray<cfloat>>(pb.S_ * max_batch);
+      dx = std::make_unique<DeviceBuffer<cfloat>>(pb.V_ * max_batch);
+      dy = std::make_unique<DeviceBuffer<cfloat>>(pb.S_ * max_batch);
     }
     for (const PhysicsOp& op : ops)
       for (int batch : batches) {
@@ -280,8 +280,8 @@ void run(const BenchOptions& o) {
           };
           row.compute = bench::summarise(bench::time_calls(rules, call));
         } else {
-          DeviceArray<cfloat>& din = op.is_forward() ? *dx : *dy;
-          DeviceArray<cfloat>& dout = op.is_forward() ? *dy : *dx;
+          DeviceBuffer<cfloat>& din = op.is_forward() ? *dx : *dy;
+          DeviceBuffer<cfloat>& dout = op.is_forward() ? *dy : *dx;
           din.upload(in, in_count, stream->get());
           auto call = [&] {
             if (op.is_forward())

@@ -178,7 +178,7 @@ struct GpuLearnedPipeline::Impl {
   int max_batch;
   std::size_t V, S;
   Stages batched;
-  CudaStream stream;
+  DeviceStream stream;
   DeviceBuffer<cfloat> measurements;
   DeviceBuffer<float> volumes;
 
@@ -186,7 +186,7 @@ struct GpuLearnedPipeline::Impl {
   // to).
   struct Live {
     Stages stages;
-    CudaStream stream;
+    DeviceStream stream;
     DeviceBuffer<cfloat> measurement;
     DeviceBuffer<float> volume;
     PinnedBuffer<cfloat> host_in;
@@ -285,7 +285,7 @@ GpuLearnedPipeline::~GpuLearnedPipeline() = default;
 int GpuLearnedPipeline::max_batch() const { return impl_->max_batch; }
 
 void GpuLearnedPipeline::run_device(const cfloat* d_measurements, float* d_volumes, int frames,
-                                    CUstream_st* stream) {
+                                    cudaStream_t stream) {
   require(
       frames >= 1 && frames <= impl_->max_batch,
       fmt::format("GPU pipeline: {} frames is outside the planned range [1, {}]", frames, impl_->max_batch));
@@ -293,7 +293,7 @@ void GpuLearnedPipeline::run_device(const cfloat* d_measurements, float* d_volum
 }
 
 void GpuLearnedPipeline::network_input_device(const cfloat* d_measurements, float* d_input, int frames,
-                                              CUstream_st* stream) {
+                                              cudaStream_t stream) {
   require(
       frames >= 1 && frames <= impl_->max_batch,
       fmt::format("GPU pipeline: {} frames is outside the planned range [1, {}]", frames, impl_->max_batch));
@@ -339,7 +339,7 @@ void GpuLearnedPipeline::run_live(const cfloat* measurement, float* volume) {
   std::memcpy(volume, l.host_out.data(), p.V * sizeof(float));
 }
 
-void GpuLearnedPipeline::replay_live(CUstream_st* stream) {
+void GpuLearnedPipeline::replay_live(cudaStream_t stream) {
   Impl& p = *impl_;
   p.replay(p.live_path(), stream);
 }

@@ -16,46 +16,46 @@
 #include <memory>
 #include <string>
 
+#include "models/learned/pipeline_engine.hpp"
 #include "models/nn/graph.hpp"
 #include "models/training/backend.hpp"
 #include "radar/complex.hpp"
 #include "radar/physics.hpp"
 #include "radar/system.hpp"
-
-struct CUstream_st;
+#include "kernels/device_buffer.hpp"
 
 namespace nfmimo::nn {
 
 class GpuNetwork;
 
-class GpuLearnedPipeline {
+class GpuLearnedPipeline final : public PipelineEngine {
  public:
   GpuLearnedPipeline(const RadarSystem& system, const ImagingGrid& grid, const Network& network,
                      const Parameters& parameters, bool complex_input, Precision precision,
                      ImagingMode physics_mode, int max_batch);
-  ~GpuLearnedPipeline();
+  ~GpuLearnedPipeline() override;
   GpuLearnedPipeline(const GpuLearnedPipeline&) = delete;
   GpuLearnedPipeline& operator=(const GpuLearnedPipeline&) = delete;
 
   int max_batch() const;
   // Device memory: measurements [frames, K, T, R] -> volumes [frames, V]; frames <= max_batch. Ordered on
   // `stream`; no allocation, no host synchronisation.
-  void run_device(const cfloat* d_measurements, float* d_volumes, int frames, CUstream_st* stream);
+  void run_device(const cfloat* d_measurements, float* d_volumes, int frames, cudaStream_t stream);
   // The normalised network input [frames, channels, V] (device memory), the same stages without the network.
-  void network_input_device(const cfloat* d_measurements, float* d_input, int frames, CUstream_st* stream);
+  void network_input_device(const cfloat* d_measurements, float* d_input, int frames, cudaStream_t stream);
   // Host memory, any number of frames (chunks of max_batch); synchronous.
-  void run(const cfloat* measurements, int frames, float* volumes);
-  void network_input(const cfloat* measurements, int frames, float* input);
+  void run(const cfloat* measurements, int frames, float* volumes) override;
+  void network_input(const cfloat* measurements, int frames, float* input) override;
   // One frame through the captured CUDA graph (host memory, synchronous).
-  void run_live(const cfloat* measurement, float* volume);
+  void run_live(const cfloat* measurement, float* volume) override;
   // Benchmarks: one replay of the live path on `stream`, from its device measurement buffer (as the last
   // run_live left it) to its device volume buffer (device-to-device latency).
-  void replay_live(CUstream_st* stream);
+  void replay_live(cudaStream_t stream);
   // Whether the live path replays a CUDA graph (false before the first run_live, or when capture was
   // refused).
   bool live_graph() const;
 
-  std::string description() const;
+  std::string description() const override;
   GpuNetwork& network();
 
  private:

@@ -1,15 +1,9 @@
 #include "models/learned/pipeline.hpp"
 
-#include <algorithm>
-#include <cmath>
-
 #include <fmt/format.h>
 
-#include "kernels/imager.hpp"
 #include "kernels/normalise.hpp"
-#include "models/learned/complex_dense.hpp"
-#include "models/learned/composite.hpp"
-#include "models/nn/cpu/network.hpp"
+#include "models/learned/cpu_pipeline.hpp"
 #include "models/learned/gpu_pipeline.hpp"
 #include "radar/error.hpp"
 
@@ -51,11 +45,7 @@ void require_matching(const Model& model, const std::string& model_source, const
 
 LearnedPipeline::LearnedPipeline(const std::string& method, Model model, DeviceKind device,
                                  ImagingMode physics_mode, int max_batch, Precision precision)
-    : spec_(learned_method_spec(method)),
-      model_(std::move(model)),
-      physics_mode_(physics_mode),
-      max_batch_(max_batch),
-      precision_(precision) {
+    : spec_(learned_method_spec(method)), model_(std::move(model)), precision_(precision) {
   require(max_batch > 0, "the batch size must be positive");
   require(model_.role == kReconstructionRole,
           fmt::format("method '{}' needs a reconstruction network, but the model is a {} (trained with "
@@ -66,33 +56,24 @@ LearnedPipeline::LearnedPipeline(const std::string& method, Model model, DeviceK
                       spec_.architecture, model_.architecture));
   device_ = resolve_device(device);  // InputError with the reason when CUDA is asked for and unavailable
   if (device_ == DeviceKind::Cuda) {
-    gpu_ =
+    auto gpu =
         std::make_unique<GpuLearnedPipeline>(model_.system, model_.grid, model_.network(), model_.parameters,
                                              spec_.complex_input, precision, physics_mode, max_batch);
+    gpu_ = gpu.get();
+    engine_ = std::move(gpu);
     return;
   }
   require(
       precision == Precision::Fp32,
       fmt::format("method '{}': the CPU network backend runs fp32 only; precision '{}' needs --device cuda",
                   spec_.name, to_string(precision)));
-  imager_ = std::make_unique<Imager>(model_.system, model_.grid, DeviceKind::Cpu, max_batch);
-  // A composite's U-Net gets its own parameters only; the dense layer is used in place in model_.
-  network_ = std::make_unique<CpuNetwork>(
-      model_.network(),
-      spec_.dense_first_stage ? without_dense_parameters(model_.parameters) : model_.parameters,
-      Mode::Inference);
-  const std::size_t V = model_.grid.voxels();
-  adjoint_.resize(std::size_t(max_batch) * V);
-  input_.resize(std::size_t(max_batch) * V * (spec_.complex_input ? 2 : 1));
-  scales_.resize(std::size_t(max_batch));
+  engine_ = std::make_unique<CpuLearnedPipeline>(model_, spec_.complex_input, spec_.dense_first_stage,
+                                                 physics_mode, max_batch);
 }
 
 LearnedPipeline::~LearnedPipeline() = default;
 
-std::string LearnedPipeline::device_description() const {
-  if (gpu_) return gpu_->description();
-  return fmt::format("physics: {}; network: {}", imager_->device_description(), network_->description());
-}
+std::string LearnedPipeline::device_description() const { return engine_->description(); }
 
 void normalise_network_input(const cfloat* adjoint, int frames, std::size_t V, bool complex_input,
                              float* input) {
@@ -100,55 +81,16 @@ void normalise_network_input(const cfloat* adjoint, int frames, std::size_t V, b
                          complex_input ? NormaliseMode::Complex : NormaliseMode::Magnitude, input);
 }
 
-void LearnedPipeline::cpu_network_input(const cfloat* measurements, int count, float* input, cfloat* adjoint,
-                                        float* scales) const {
-  const std::size_t V = model_.grid.voxels();
-  imager_->image(Method::Adjoint, physics_mode_, measurements, adjoint, count);
-  if (!spec_.dense_first_stage) {
-    normalise_network_input(adjoint, count, V, spec_.complex_input, input);
-    return;
-  }
-  // The composites use the adjoint for the per-frame scale only (models/learned/composite.hpp).
-  measurement_scales(adjoint, count, V, scales);
-  complex_dense_forward(dense_weights(model_.parameters), dense_bias(model_.parameters),
-                        int(model_.system.samples_per_frame()), int(V), measurements, count, input, scales);
-}
-
-void LearnedPipeline::network_input(const cfloat* measurements, int frames, float* input) const {
-  if (gpu_) {
-    gpu_->network_input(measurements, frames, input);
-    return;
-  }
-  const std::size_t V = model_.grid.voxels(), KTR = model_.system.samples_per_frame();
-  const int channels = spec_.complex_input ? 2 : 1;
-  std::vector<cfloat> adjoint(std::size_t(max_batch_) * V);
-  std::vector<float> scales(static_cast<std::size_t>(max_batch_));
-  for (int first = 0; first < frames; first += max_batch_) {
-    const int count = std::min(max_batch_, frames - first);
-    cpu_network_input(measurements + std::size_t(first) * KTR, count,
-                      input + std::size_t(first) * channels * V, adjoint.data(), scales.data());
-  }
+void LearnedPipeline::network_input(const cfloat* measurements, int frames, float* input) {
+  engine_->network_input(measurements, frames, input);
 }
 
 void LearnedPipeline::run_live(const cfloat* measurement, float* volume) {
-  if (gpu_)
-    gpu_->run_live(measurement, volume);
-  else
-    run(measurement, 1, volume);
+  engine_->run_live(measurement, volume);
 }
 
 void LearnedPipeline::run(const cfloat* measurements, int frames, float* volumes) {
-  if (gpu_) {
-    gpu_->run(measurements, frames, volumes);
-    return;
-  }
-  const std::size_t V = model_.grid.voxels(), KTR = model_.system.samples_per_frame();
-  for (int first = 0; first < frames; first += max_batch_) {
-    const int count = std::min(max_batch_, frames - first);
-    cpu_network_input(measurements + std::size_t(first) * KTR, count, input_.data(), adjoint_.data(),
-                      scales_.data());
-    network_->forward(input_.data(), volumes + std::size_t(first) * V, count);
-  }
+  engine_->run(measurements, frames, volumes);
 }
 
 }  // namespace nfmimo::nn

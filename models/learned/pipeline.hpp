@@ -13,9 +13,10 @@
 // Normalisation is per sample (each frame is independent; the authors' inference script normalised per batch,
 // which makes a frame's image depend on its neighbours). A frame whose adjoint is all zeros stays zero.
 // Frames are processed in chunks of `max_batch`. The device is chosen once at construction (`auto`: the GPU
-// when one is present): on the CPU the adjoint runs on CpuOperator and the network on CpuNetwork (fp32 only);
-// on the GPU the whole pipeline stays on the device (GpuLearnedPipeline: GpuImagingPlan, the normalisation
-// kernel, GpuNetwork at the requested precision), with a CUDA-graph path for live single frames (run_live).
+// when one is present) and the pipeline then holds one engine (pipeline_engine.hpp): on the CPU
+// CpuLearnedPipeline (the adjoint on CpuOperator, the network on CpuNetwork, fp32 only); on the GPU
+// GpuLearnedPipeline (everything stays on the device: GpuImagingPlan, the normalisation kernel, GpuNetwork at
+// the requested precision), with a CUDA-graph path for live single frames (run_live).
 #pragma once
 
 #include <memory>
@@ -28,14 +29,10 @@
 #include "radar/complex.hpp"
 #include "radar/physics.hpp"
 
-namespace nfmimo {
-class Imager;
-}
-
 namespace nfmimo::nn {
 
-class CpuNetwork;
 class GpuLearnedPipeline;
+class PipelineEngine;
 
 struct LearnedMethodSpec {
   std::string name;          // method name in the method table
@@ -75,32 +72,22 @@ class LearnedPipeline {
   // ..).
   void run_live(const cfloat* measurement, float* volume);
   // The normalised network input of the frames (for tests and training): [frames, channels, V].
-  void network_input(const cfloat* measurements, int frames, float* input) const;
+  void network_input(const cfloat* measurements, int frames, float* input);
 
   const Model& model() const { return model_; }
   DeviceKind device() const { return device_; }
   Precision precision() const { return precision_; }
   std::string device_description() const;
   // The GPU pipeline (device-pointer entry points for benchmarks and the trainer); null on the CPU.
-  GpuLearnedPipeline* gpu() const { return gpu_.get(); }
+  GpuLearnedPipeline* gpu() const { return gpu_; }
 
  private:
   LearnedMethodSpec spec_;
   Model model_;
-  ImagingMode physics_mode_;
-  int max_batch_;
   DeviceKind device_ = DeviceKind::Cpu;
   Precision precision_ = Precision::Fp32;
-  std::unique_ptr<GpuLearnedPipeline> gpu_;
-  std::unique_ptr<Imager> imager_;
-  std::unique_ptr<CpuNetwork> network_;
-  std::vector<cfloat> adjoint_;
-  std::vector<float> input_, scales_;
-
-  // The network input of up to max_batch frames (CPU): the adjoint (and for the composites, the dense layer),
-  // with the work buffers `adjoint` [max_batch, V] and `scales` [max_batch].
-  void cpu_network_input(const cfloat* measurements, int count, float* input, cfloat* adjoint,
-                         float* scales) const;
+  std::unique_ptr<PipelineEngine> engine_;
+  GpuLearnedPipeline* gpu_ = nullptr;  // engine_ when it is the GPU's (a typed view for gpu())
 };
 
 }  // namespace nfmimo::nn

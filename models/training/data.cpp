@@ -10,7 +10,7 @@
 
 #include "data/hdf5.hpp"
 #include "data/measurement_file.hpp"
-#include "kernels/device_array.hpp"
+#include "kernels/device_buffer.hpp"
 #include "kernels/gpu_imaging.hpp"
 #include "kernels/gpu_normalise.hpp"
 #include "kernels/imager.hpp"
@@ -53,7 +53,7 @@ void SamplePreparer::prepare(const cfloat* measurements, const cfloat* targets, 
   normalised_target_magnitudes(targets, count, V, target);
 }
 
-int BatchSource::produce_device(std::int64_t, int, float*, float*, CUstream_st*) {
+int BatchSource::produce_device(std::int64_t, int, float*, float*, cudaStream_t) {
   throw InputError(fmt::format("the data source '{}' works in host memory only", description()));
 }
 
@@ -138,7 +138,7 @@ class GpuSynthesizedSource final : public BatchSource {
   bool device_resident() const override { return true; }
 
   int produce_device(std::int64_t epoch, int index, float* d_input, float* d_target,
-                     CUstream_st* stream) override {
+                     cudaStream_t stream) override {
     const std::uint64_t first =
         (std::uint64_t(epoch) * std::uint64_t(s_.batches_per_epoch) + std::uint64_t(index)) *
         std::uint64_t(s_.batch);
@@ -159,9 +159,9 @@ class GpuSynthesizedSource final : public BatchSource {
   void produce(std::int64_t epoch, int index, HostBatch& out) override {
     if (!stream_) {
       stream_ = std::make_unique<DeviceStream>();
-      input_ =
-          std::make_unique<DeviceFloats>(std::size_t(s_.batch) * s_.format.channels() * s_.format.voxels());
-      target_ = std::make_unique<DeviceFloats>(std::size_t(s_.batch) * s_.format.voxels());
+      input_ = std::make_unique<DeviceBuffer<float>>(std::size_t(s_.batch) * s_.format.channels() *
+                                                     s_.format.voxels());
+      target_ = std::make_unique<DeviceBuffer<float>>(std::size_t(s_.batch) * s_.format.voxels());
     }
     out.epoch = epoch;
     out.index = index;
@@ -187,10 +187,10 @@ class GpuSynthesizedSource final : public BatchSource {
   std::string host_record_;
   Synthesizer synth_;
   GpuImagingPlan plan_;
-  DeviceFloats targets_, measurements_, adjoint_, snr_;
+  DeviceBuffer<float> targets_, measurements_, adjoint_, snr_;
   // Host copies (produce): created on first use.
   std::unique_ptr<DeviceStream> stream_;
-  std::unique_ptr<DeviceFloats> input_, target_;
+  std::unique_ptr<DeviceBuffer<float>> input_, target_;
 };
 
 // ---- dataset files ------------------------------------------------------------------------------------

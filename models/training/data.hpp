@@ -29,8 +29,7 @@
 #include "radar/complex.hpp"
 #include "radar/system.hpp"
 #include "synthesizer/scene.hpp"
-
-struct CUstream_st;
+#include "kernels/device_buffer.hpp"
 
 namespace nfmimo {
 class Imager;
@@ -101,7 +100,7 @@ class BatchSource {
   // (input [batch, channels, V], target [batch, V]) and return the sample count. The default refuses.
   virtual bool device_resident() const { return false; }
   virtual int produce_device(std::int64_t epoch, int index, float* d_input, float* d_target,
-                             CUstream_st* stream);
+                             cudaStream_t stream);
 };
 
 struct SynthesizedSourceSettings {

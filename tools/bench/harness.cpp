@@ -61,7 +61,7 @@ Stats summarise(std::vector<double> s) {
 }
 
 std::vector<double> time_calls(const TimingRules& rules, const std::function<void()>& call,
-                               CUstream_st* stream) {
+                               cudaStream_t stream) {
   std::vector<double> samples;
   std::unique_ptr<GpuEventTimer> timer;
   if (stream) timer = std::make_unique<GpuEventTimer>();

@@ -1,5 +1,5 @@
-// The benchmark harness behind `nfmimo bench`: timing rules, statistics, ceilings (floors), environment block,
-// and the JSON / CSV / table reports. Benchmarks are programs, never timed tests.
+// The benchmark harness behind `nfmimo bench`: timing rules, statistics, ceilings (floors), environment
+// block, and the JSON / CSV / table reports. Benchmarks are programs, never timed tests.
 #pragma once
 
 #include <functional>
@@ -8,13 +8,13 @@
 
 #include <nlohmann/json.hpp>
 
-struct CUstream_st;
+#include "kernels/device_buffer.hpp"
 
 namespace nfmimo::bench {
 
 struct TimingRules {
   int warmup = 3;
-  int min_iterations = 3;     // always at least this many
+  int min_iterations = 3;       // always at least this many
   int target_iterations = 100;  // stop after this many ...
   double target_seconds = 5;    // ... or after this much time, whichever comes first
 };
@@ -25,9 +25,10 @@ struct Stats {
 };
 Stats summarise(std::vector<double> samples_ms);
 
-// Runs `call` under the rules. With a stream, each call is timed with CUDA events on that stream (device time);
-// without, with the steady clock around the (synchronous) call.
-std::vector<double> time_calls(const TimingRules& rules, const std::function<void()>& call, CUstream_st* stream = nullptr);
+// Runs `call` under the rules. With a stream, each call is timed with CUDA events on that stream (device
+// time); without, with the steady clock around the (synchronous) call.
+std::vector<double> time_calls(const TimingRules& rules, const std::function<void()>& call,
+                               cudaStream_t stream = nullptr);
 
 struct Row {
   std::string op;         // e.g. "adjoint"
@@ -35,7 +36,7 @@ struct Row {
   std::string device;     // "cpu" or "cuda"
   std::string precision;  // e.g. "fp32"
   int batch = 1;
-  Stats compute;                    // per call, data already on the device
+  Stats compute;                          // per call, data already on the device
   double upload_ms = 0, download_ms = 0;  // per call, host <-> device (GPU rows)
   double flops_per_volume = 0, bytes_per_volume = 0;
   double device_memory_bytes = 0;
@@ -46,8 +47,8 @@ struct Row {
 };
 
 struct Ceilings {
-  double flops_per_s = 0;    // measured arithmetic peak of the device (FMA)
-  double bytes_per_s = 0;    // measured memory bandwidth
+  double flops_per_s = 0;  // measured arithmetic peak of the device (FMA)
+  double bytes_per_s = 0;  // measured memory bandwidth
   std::string how;
 };
 Ceilings measure_cpu_ceilings();
@@ -55,8 +56,10 @@ Ceilings measure_cpu_ceilings();
 nlohmann::json environment();  // CPU, threads, compiler, commit, date, GPU/driver/CUDA/cuDNN when present
 nlohmann::json to_json(const Row& row, const Ceilings& ceilings);
 
-// Prints the table (one line per row: latency percentiles, us/volume, volumes/s, floor and ratio to it, check).
+// Prints the table (one line per row: latency percentiles, us/volume, volumes/s, floor and ratio to it,
+// check).
 void print_table(const std::vector<Row>& rows, const std::vector<Ceilings>& ceilings_per_row);
-void write_csv(const std::string& path, const std::vector<Row>& rows, const std::vector<Ceilings>& ceilings_per_row);
+void write_csv(const std::string& path, const std::vector<Row>& rows,
+               const std::vector<Ceilings>& ceilings_per_row);
 
 }  // namespace nfmimo::bench

@@ -12,12 +12,11 @@
 #include <cstddef>
 
 #include "models/nn/graph.hpp"
-
-struct CUstream_st;
+#include "kernels/device_buffer.hpp"
 
 namespace nfmimo::nn::gpu {
 
-using Stream = CUstream_st*;
+using Stream = cudaStream_t;
 
 enum class DType { F32, F16, BF16 };
 std::size_t dtype_size(DType t);

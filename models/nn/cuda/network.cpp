@@ -297,13 +297,13 @@ Precision GpuNetwork::precision() const { return impl_->precision; }
 void GpuNetwork::plan(int n) { impl_->pin(n, false); }
 void GpuNetwork::plan_predict(int n) { impl_->pin(n, true); }
 
-void GpuNetwork::forward_device(const float* d_input, float* d_output, int n, CUstream_st* stream) {
+void GpuNetwork::forward_device(const float* d_input, float* d_output, int n, cudaStream_t stream) {
   impl_->forward_device(d_input, d_output, n, stream, false);
 }
-void GpuNetwork::predict_device(const float* d_input, float* d_output, int n, CUstream_st* stream) {
+void GpuNetwork::predict_device(const float* d_input, float* d_output, int n, cudaStream_t stream) {
   impl_->forward_device(d_input, d_output, n, stream, true);
 }
-void GpuNetwork::backward_device(const float* d_grad_output, float* d_grad_input, CUstream_st* stream) {
+void GpuNetwork::backward_device(const float* d_grad_output, float* d_grad_input, cudaStream_t stream) {
   impl_->backward_device(d_grad_output, d_grad_input, stream);
 }
 

@@ -33,8 +33,7 @@
 #include "models/nn/executor.hpp"
 #include "models/nn/reference.hpp"
 #include "models/training/backend.hpp"
-
-struct CUstream_st;
+#include "kernels/device_buffer.hpp"
 
 namespace nfmimo::nn {
 
@@ -64,15 +63,15 @@ class GpuNetwork final : public Executor {
   // Device memory, logical float32 layouts, ordered on `stream`. No allocation and no host synchronisation
   // once the batch size is planned. Training mode: batch statistics (running statistics updated) and
   // activations kept for backward_device.
-  void forward_device(const float* d_input, float* d_output, int n, CUstream_st* stream);
+  void forward_device(const float* d_input, float* d_output, int n, cudaStream_t stream);
   // Inference-mode output of any network (training mode: running statistics, nothing updated). Training mode
   // runs it in plans of its own, so a predict between forward_device and backward_device leaves the
   // gradients of that backward unchanged.
-  void predict_device(const float* d_input, float* d_output, int n, CUstream_st* stream);
+  void predict_device(const float* d_input, float* d_output, int n, cudaStream_t stream);
   // Training mode, after forward_device: back-propagates d(loss)/d(output) (device, logical layout, already
   // multiplied by any loss scale) into the gradient buffers; writes d(loss)/d(input) when d_grad_input is not
   // null.
-  void backward_device(const float* d_grad_output, float* d_grad_input, CUstream_st* stream);
+  void backward_device(const float* d_grad_output, float* d_grad_input, cudaStream_t stream);
 
   // Host-memory conveniences (synchronous; tests and small tools).
   void forward(const float* input, float* output, int n) override;

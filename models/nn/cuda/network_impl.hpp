@@ -339,7 +339,7 @@ struct GpuNetwork::Impl {
   PlanCache<Plan> plans{2}, predict_plans{2};
   Plan* last = nullptr;     // the plan last used (never evicted)
   Plan* trained = nullptr;  // training mode: the plan of the last forward, which backward reads
-  std::unique_ptr<CudaStream> host_stream;  // host-memory calls
+  std::unique_ptr<DeviceStream> host_stream;  // host-memory calls
   DeviceBuffer<float> host_in, host_out;
   std::string gpu_name;
   // What parameters() and gradients() last downloaded (the Executor interface returns references).
@@ -351,7 +351,7 @@ struct GpuNetwork::Impl {
     check_parameters(net, parameters, "GPU network");
     params = parameters;
     if (auto info = gpu_info(0)) gpu_name = info->name;
-    host_stream = std::make_unique<CudaStream>();
+    host_stream = std::make_unique<DeviceStream>();
     analyse();
     layout_parameters();
     upload_parameters();

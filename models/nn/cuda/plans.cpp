@@ -2,6 +2,8 @@
 // the conv + bias + ReLU fusion decision.
 #include "models/nn/cuda/network_impl.hpp"
 
+#include "kernels/cuda_event.hpp"
+
 namespace nfmimo::nn {
 
 Plan& GpuNetwork::Impl::plan_for(int n, bool predict) {
