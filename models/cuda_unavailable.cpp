@@ -22,9 +22,9 @@ Mode GpuNetwork::mode() const { unavailable("the GPU network"); }
 Precision GpuNetwork::precision() const { unavailable("the GPU network"); }
 void GpuNetwork::plan(int) { unavailable("the GPU network"); }
 void GpuNetwork::plan_predict(int) { unavailable("the GPU network"); }
-void GpuNetwork::forward_device(const float*, float*, int, CUstream_st*) { unavailable("the GPU network"); }
-void GpuNetwork::predict_device(const float*, float*, int, CUstream_st*) { unavailable("the GPU network"); }
-void GpuNetwork::backward_device(const float*, float*, CUstream_st*) { unavailable("the GPU network"); }
+void GpuNetwork::forward_device(const float*, float*, int, cudaStream_t) { unavailable("the GPU network"); }
+void GpuNetwork::predict_device(const float*, float*, int, cudaStream_t) { unavailable("the GPU network"); }
+void GpuNetwork::backward_device(const float*, float*, cudaStream_t) { unavailable("the GPU network"); }
 void GpuNetwork::forward(const float*, float*, int) { unavailable("the GPU network"); }
 void GpuNetwork::predict(const float*, float*, int) { unavailable("the GPU network"); }
 void GpuNetwork::backward(const float*, float*) { unavailable("the GPU network"); }
@@ -52,17 +52,17 @@ void GpuTrainingBackend::plan_sizes(const std::vector<int>&, const std::vector<i
   unavailable("GPU training");
 }
 StepResult GpuTrainingBackend::step_device(const float*, const float*, int, const OptimizerSettings&,
-                                           CUstream_st*) {
+                                           cudaStream_t) {
   unavailable("GPU training");
 }
-void GpuTrainingBackend::predict_device(const float*, float*, int, CUstream_st*) {
+void GpuTrainingBackend::predict_device(const float*, float*, int, cudaStream_t) {
   unavailable("GPU training");
 }
-void GpuTrainingBackend::queue_step_device(const float*, const float*, int, const OptimizerSettings&,
-                                           CUstream_st*) {
+void GpuTrainingBackend::queue_step(const float*, const float*, int, const OptimizerSettings&, cudaStream_t) {
   unavailable("GPU training");
 }
-StepResult GpuTrainingBackend::last_result() { unavailable("GPU training"); }
+StepResult GpuTrainingBackend::collect_step() { unavailable("GPU training"); }
+int GpuTrainingBackend::steps_in_flight() const { return 0; }
 long long GpuTrainingBackend::skipped_steps() { unavailable("GPU training"); }
 double GpuTrainingBackend::loss_scale() { unavailable("GPU training"); }
 Parameters GpuTrainingBackend::parameters() const { unavailable("GPU training"); }
@@ -80,10 +80,10 @@ GpuLearnedPipeline::GpuLearnedPipeline(const RadarSystem&, const ImagingGrid&, c
 }
 GpuLearnedPipeline::~GpuLearnedPipeline() = default;
 int GpuLearnedPipeline::max_batch() const { unavailable("the GPU learned pipeline"); }
-void GpuLearnedPipeline::run_device(const cfloat*, float*, int, CUstream_st*) {
+void GpuLearnedPipeline::run_device(const cfloat*, float*, int, cudaStream_t) {
   unavailable("the GPU learned pipeline");
 }
-void GpuLearnedPipeline::network_input_device(const cfloat*, float*, int, CUstream_st*) {
+void GpuLearnedPipeline::network_input_device(const cfloat*, float*, int, cudaStream_t) {
   unavailable("the GPU learned pipeline");
 }
 void GpuLearnedPipeline::run(const cfloat*, int, float*) { unavailable("the GPU learned pipeline"); }
@@ -91,7 +91,7 @@ void GpuLearnedPipeline::network_input(const cfloat*, int, float*) {
   unavailable("the GPU learned pipeline");
 }
 void GpuLearnedPipeline::run_live(const cfloat*, float*) { unavailable("the GPU learned pipeline"); }
-void GpuLearnedPipeline::replay_live(CUstream_st*) { unavailable("the GPU learned pipeline"); }
+void GpuLearnedPipeline::replay_live(cudaStream_t) { unavailable("the GPU learned pipeline"); }
 bool GpuLearnedPipeline::live_graph() const { return false; }
 std::string GpuLearnedPipeline::description() const { unavailable("the GPU learned pipeline"); }
 GpuNetwork& GpuLearnedPipeline::network() { unavailable("the GPU learned pipeline"); }

@@ -278,6 +278,32 @@ TEST(CpuTrainingBackend, LowersTheLossOfATinyFixedProblem) {
             first / 2);
 }
 
+// The pipelined-step contract the trainer uses (backend.hpp), through the host default: queued and collected
+// steps are the same steps, results come back oldest first, and misuse is an error rather than a lost loss.
+TEST(TrainingBackendContract, QueuedStepsAreTheSynchronousStepsCollectedInOrder) {
+  const TinyProblem p;
+  OptimizerSettings s;
+  s.learning_rate = 1e-2;
+  auto sync = make_cpu_training_backend(p.net, initial_parameters(p.net, 6));
+  auto queued = make_cpu_training_backend(p.net, initial_parameters(p.net, 6));
+  std::vector<double> expected, got;
+  for (int step = 0; step < 3; ++step)
+    expected.push_back(sync->step(p.input.data(), p.target.data(), p.n, s).loss);
+  queued->queue_step(p.input.data(), p.target.data(), p.n, s);
+  queued->queue_step(p.input.data(), p.target.data(), p.n, s);
+  EXPECT_EQ(queued->steps_in_flight(), TrainingBackend::kStepsInFlight);
+  EXPECT_THROW(queued->queue_step(p.input.data(), p.target.data(), p.n, s), Error);
+  got.push_back(queued->collect_step().loss);
+  queued->queue_step(p.input.data(), p.target.data(), p.n, s);
+  got.push_back(queued->collect_step().loss);
+  got.push_back(queued->collect_step().loss);
+  EXPECT_EQ(queued->steps_in_flight(), 0);
+  EXPECT_THROW(queued->collect_step(), Error);
+  EXPECT_EQ(got, expected);
+  for (const auto& [name, t] : sync->parameters())
+    EXPECT_EQ(t.values, queued->parameters().at(name).values) << name;
+}
+
 TEST(CpuTrainingBackend, SameSeedAndDataGiveTheSameWeights) {
   const TinyProblem p;
   OptimizerSettings s;
@@ -342,7 +368,7 @@ TEST(TrainingData, InputsAreThePipelinesNetworkInputAndTargetsAreNormalisedMagni
     const Synthesizer synth(f.system, f.grid, SceneConfig{}, 21, DeviceKind::Cpu);
     const SampleBatch ref = synth.batch(9, 3);
     const Model model = make_model(complex_input ? "cv-unet3d" : "unet3d", f.system, f.grid, {.width = 2});
-    const LearnedPipeline pipeline(complex_input ? "cv-deep2s" : "deep2s", model, DeviceKind::Cpu);
+    LearnedPipeline pipeline(complex_input ? "cv-deep2s" : "deep2s", model, DeviceKind::Cpu);
     std::vector<float> input(b.input.size());
     pipeline.network_input(ref.measurements.data(), 3, input.data());
     EXPECT_EQ(b.input, input);
@@ -508,6 +534,32 @@ TEST_F(TrainerFixture, ResumingFromACheckpointEqualsAnUninterruptedRun) {
   }
 }
 
+// The trainer reads each step's loss one step late (queue_step / collect_step): every step must still be
+// accounted exactly once, in order, including the last one before a stop in the middle of an epoch.
+TEST_F(TrainerFixture, EveryStepIsAccountedOnceInOrderWhenResultsArriveLate) {
+  TrainerSettings s = settings("late");
+  s.stop_after_steps = 5;  // epoch 1 (3 batches) and 2 of epoch 2
+  std::vector<std::pair<std::int64_t, int>> seen;
+  std::vector<double> means;
+  s.on_step = [&](const StepProgress& p) {
+    seen.emplace_back(p.epoch, p.index);
+    means.push_back(p.mean_loss);
+  };
+  const TrainingResult r = train(s, *source, validation);
+  ASSERT_EQ(r.outcome, TrainingOutcome::Stopped);
+  const std::vector<std::pair<std::int64_t, int>> order = {{0, 1}, {0, 2}, {0, 3}, {1, 1}, {1, 2}};
+  EXPECT_EQ(seen, order);
+  ASSERT_EQ(r.records.size(), 1u);
+  EXPECT_EQ(r.records[0].train_loss, means[2]);  // epoch 1: the mean of its three steps
+  EXPECT_EQ(r.steps, 5);
+  // The checkpoint's epoch in progress includes the step before the stop, whose result came last.
+  const h5::File f(s.checkpoint, h5::File::Mode::Read);
+  const auto state = f.read<std::uint8_t>("/checkpoint/state_json").data;
+  const auto j = nlohmann::json::parse(std::string(state.begin(), state.end()));
+  EXPECT_EQ(j["epoch_steps"], 2);
+  EXPECT_DOUBLE_EQ(j["epoch_loss_sum"].get<double>() / 2, means[4]);
+}
+
 TEST_F(TrainerFixture, ANonFiniteLossStopsTheRunAndKeepsTheLastGoodCheckpoint) {
   PoisonedSource poisoned(*source, 1, 1);  // epoch 2, batch 2
   const TrainerSettings s = settings("nan");
@@ -518,6 +570,8 @@ TEST_F(TrainerFixture, ANonFiniteLossStopsTheRunAndKeepsTheLastGoodCheckpoint) {
     const std::string m = e.what();
     EXPECT_NE(m.find("not finite"), std::string::npos) << m;
     EXPECT_NE(m.find("last good checkpoint"), std::string::npos) << m;
+    // The poisoned step is named, although its result is read one step after it was queued.
+    EXPECT_NE(m.find("at epoch 2, batch 2 (step 5:"), std::string::npos) << m;
   }
   EXPECT_FALSE(std::filesystem::exists(s.output));
   // The checkpoint is the end of epoch 1: a valid weights file with the epoch-1 parameters.

@@ -62,12 +62,27 @@ double forward_tolerance(Precision p) {
 }
 
 StepResult TrainingBackend::step_device(const float*, const float*, int, const OptimizerSettings&,
-                                        CUstream_st*) {
+                                        cudaStream_t) {
   throw InputError(fmt::format("the {} training backend works on host memory only", description()));
 }
 
-void TrainingBackend::predict_device(const float*, float*, int, CUstream_st*) {
+void TrainingBackend::predict_device(const float*, float*, int, cudaStream_t) {
   throw InputError(fmt::format("the {} training backend works on host memory only", description()));
+}
+
+void TrainingBackend::queue_step(const float* input, const float* target, int n,
+                                 const OptimizerSettings& settings, cudaStream_t stream) {
+  if (steps_in_flight() >= kStepsInFlight)
+    throw Error(fmt::format("training: more than {} steps queued without collecting them", kStepsInFlight));
+  finished_.push_back(device_resident() ? step_device(input, target, n, settings, stream)
+                                        : step(input, target, n, settings));
+}
+
+StepResult TrainingBackend::collect_step() {
+  if (finished_.empty()) throw Error("training: a step was collected that was never queued");
+  const StepResult r = finished_.front();
+  finished_.pop_front();
+  return r;
 }
 
 }  // namespace nfmimo::nn

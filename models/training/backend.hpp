@@ -9,13 +9,13 @@
 #pragma once
 
 #include <map>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "models/nn/graph.hpp"
-
-struct CUstream_st;
+#include "kernels/device_buffer.hpp"
 
 namespace nfmimo::nn {
 
@@ -78,8 +78,20 @@ class TrainingBackend {
   // implementations refuse (CPU backends).
   virtual bool device_resident() const { return false; }
   virtual StepResult step_device(const float* input, const float* target, int n,
-                                 const OptimizerSettings& settings, CUstream_st* stream);
-  virtual void predict_device(const float* input, float* output, int n, CUstream_st* stream);
+                                 const OptimizerSettings& settings, cudaStream_t stream);
+  virtual void predict_device(const float* input, float* output, int n, cudaStream_t stream);
+
+  // Pipelined steps, so that a device step never waits for the host to read its loss: queue_step starts a
+  // step and returns, collect_step returns the oldest uncollected step's result (waiting for it). At most
+  // kStepsInFlight steps are queued and not yet collected (an Error beyond: a caller bug). The pointers are
+  // host memory for host backends and device memory ordered on `stream` for device-resident ones; they must
+  // stay valid until the step has run. The defaults run the step at once (step or step_device) and keep its
+  // result for collect_step; the GPU backend queues it for real.
+  static constexpr int kStepsInFlight = 2;
+  virtual void queue_step(const float* input, const float* target, int n, const OptimizerSettings& settings,
+                          cudaStream_t stream = nullptr);
+  virtual StepResult collect_step();
+  virtual int steps_in_flight() const { return int(finished_.size()); }
 
   // The batch sizes the caller will step and predict with (a trainer's batch and tail, its validation batch
   // and tail), planned now so that no plan is built, measured or evicted inside the loops. The default does
@@ -92,6 +104,9 @@ class TrainingBackend {
   virtual Parameters parameters() const = 0;
   virtual OptimizerState optimizer_state() const = 0;
   virtual void load_state(const Parameters& parameters, const OptimizerState& state) = 0;
+
+ private:
+  std::deque<StepResult> finished_;  // results of the default queue_step, oldest first
 };
 
 // The sizes of the batches that cover `count` samples `batch` at a time: the full batch and the tail.

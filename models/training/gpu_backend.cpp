@@ -10,6 +10,7 @@
 
 #include "kernels/cuda_check.hpp"
 #include "kernels/device.hpp"
+#include "kernels/cuda_event.hpp"
 #include "kernels/device_buffer.hpp"
 #include "models/nn/cuda/kernels.hpp"
 #include "models/nn/cuda/network.hpp"
@@ -51,10 +52,11 @@ struct GpuTrainingBackend::Impl {
   DeviceBuffer<float> loss_scratch, grad_scratch;
   DeviceBuffer<float> output, grad_output;  // [n, output]
   DeviceBuffer<float> host_input, host_target;
-  PinnedScalars pinned;
-  CudaEvent done;
-  CudaStream stream;  // host-memory calls
-  bool queued = false;
+  // One pinned slot and event per step in flight; step k uses slot k % kStepsInFlight.
+  PinnedScalars pinned[kStepsInFlight];
+  CudaEvent done[kStepsInFlight];
+  long long queued = 0, collected = 0;
+  DeviceStream stream;  // host-memory calls
 
   Impl(const Network& network, const Parameters& initial, Precision p)
       : precision(p), net(network, initial, Mode::Training, p), in(net.internals()) {
@@ -85,6 +87,9 @@ struct GpuTrainingBackend::Impl {
 
   void queue(const float* input, const float* target, int n, const OptimizerSettings& o, cudaStream_t s) {
     require(n > 0, "GPU training: the batch must be positive");
+    if (queued - collected >= kStepsInFlight)
+      throw Error("GPU training: more than " + std::to_string(kStepsInFlight) +
+                  " steps queued without collecting them");
     require(o.loss != LossKind::MseSsim,
             "the GPU training backend has the mse and l1 losses; mse+ssim runs on the CPU backend (--device "
             "cpu)");
@@ -103,16 +108,20 @@ struct GpuTrainingBackend::Impl {
     const gpu::AdamArgs args{o.learning_rate, o.beta1, o.beta2, o.epsilon, o.weight_decay};
     gpu::adam_update(in.master, m.data(), v.data(), in.grads, in.count, in.weight_count, in.dtype, in.compute,
                      in.count, args, scalars.data(), s);
-    NFMIMO_CUDA_CHECK(
-        cudaMemcpyAsync(pinned.get(), scalars.data(), sizeof(gpu::StepScalars), cudaMemcpyDeviceToHost, s));
-    done.record(s);
-    queued = true;
+    const int slot = int(queued % kStepsInFlight);
+    NFMIMO_CUDA_CHECK(cudaMemcpyAsync(pinned[slot].get(), scalars.data(), sizeof(gpu::StepScalars),
+                                      cudaMemcpyDeviceToHost, s));
+    done[slot].record(s);
+    ++queued;
   }
 
-  StepResult result() {
-    require(queued, "GPU training: no step was queued");
-    NFMIMO_CUDA_CHECK(cudaEventSynchronize(done.get()));
-    const gpu::StepScalars& s = *pinned.get();
+  // The oldest uncollected step's result.
+  StepResult collect() {
+    if (collected == queued) throw Error("GPU training: a step was collected that was never queued");
+    const int slot = int(collected % kStepsInFlight);
+    NFMIMO_CUDA_CHECK(cudaEventSynchronize(done[slot].get()));
+    ++collected;
+    const gpu::StepScalars& s = *pinned[slot].get();
     StepResult r;
     r.loss = s.loss;
     r.gradient_norm =
@@ -136,16 +145,9 @@ std::string GpuTrainingBackend::description() const { return impl_->net.descript
 
 StepResult GpuTrainingBackend::step(const float* input, const float* target, int n,
                                     const OptimizerSettings& settings) {
-  Impl& m = *impl_;
-  const std::size_t in_count = m.net.network().input_shape(n).elements();
-  const std::size_t out_count = m.net.network().output_shape(n).elements();
-  m.host_input.reserve(in_count);
-  m.host_target.reserve(out_count);
-  cudaStream_t s = m.stream.get();
-  m.host_input.upload(input, in_count, s);
-  m.host_target.upload(target, out_count, s);
-  m.queue(m.host_input.data(), m.host_target.data(), n, settings, s);
-  return m.result();
+  require(steps_in_flight() == 0, "GPU training: step() while pipelined steps are in flight");
+  queue_step(input, target, n, settings);
+  return collect_step();
 }
 
 void GpuTrainingBackend::predict(const float* input, float* output, int n) {
@@ -153,9 +155,10 @@ void GpuTrainingBackend::predict(const float* input, float* output, int n) {
 }
 
 StepResult GpuTrainingBackend::step_device(const float* input, const float* target, int n,
-                                           const OptimizerSettings& settings, CUstream_st* stream) {
+                                           const OptimizerSettings& settings, cudaStream_t stream) {
+  require(steps_in_flight() == 0, "GPU training: step_device() while pipelined steps are in flight");
   impl_->queue(input, target, n, settings, stream);
-  return impl_->result();
+  return impl_->collect();
 }
 
 void GpuTrainingBackend::plan_sizes(const std::vector<int>& step_sizes,
@@ -170,16 +173,30 @@ void GpuTrainingBackend::plan_sizes(const std::vector<int>& step_sizes,
   for (int n : predict_sizes) m.net.plan_predict(n);
 }
 
-void GpuTrainingBackend::predict_device(const float* input, float* output, int n, CUstream_st* stream) {
+void GpuTrainingBackend::predict_device(const float* input, float* output, int n, cudaStream_t stream) {
   impl_->net.predict_device(input, output, n, stream);
 }
 
-void GpuTrainingBackend::queue_step_device(const float* input, const float* target, int n,
-                                           const OptimizerSettings& settings, CUstream_st* stream) {
-  impl_->queue(input, target, n, settings, stream);
+void GpuTrainingBackend::queue_step(const float* input, const float* target, int n,
+                                    const OptimizerSettings& settings, cudaStream_t stream) {
+  Impl& m = *impl_;
+  if (stream) {
+    m.queue(input, target, n, settings, stream);
+    return;
+  }
+  // Host memory: staged through the backend's buffers on its stream, after the steps already queued there.
+  const std::size_t in_count = m.net.network().input_shape(n).elements();
+  const std::size_t out_count = m.net.network().output_shape(n).elements();
+  m.host_input.reserve(in_count);
+  m.host_target.reserve(out_count);
+  m.host_input.upload(input, in_count, m.stream.get());
+  m.host_target.upload(target, out_count, m.stream.get());
+  m.queue(m.host_input.data(), m.host_target.data(), n, settings, m.stream.get());
 }
 
-StepResult GpuTrainingBackend::last_result() { return impl_->result(); }
+StepResult GpuTrainingBackend::collect_step() { return impl_->collect(); }
+
+int GpuTrainingBackend::steps_in_flight() const { return int(impl_->queued - impl_->collected); }
 
 long long GpuTrainingBackend::skipped_steps() { return impl_->read_scalars().skipped; }
 double GpuTrainingBackend::loss_scale() { return impl_->read_scalars().loss_scale; }

@@ -42,20 +42,22 @@ class GpuTrainingBackend final : public TrainingBackend {
   void predict(const float* input, float* output, int n) override;
 
   bool device_resident() const override { return true; }
-  // Queues the step and waits for its StepResult (the small result copy is the only synchronisation).
+  // Queues the step and waits for its StepResult (the small result copy is the only synchronisation; the
+  // trainer uses queue_step and collect_step instead, which do not wait).
   StepResult step_device(const float* input, const float* target, int n, const OptimizerSettings& settings,
-                         CUstream_st* stream) override;
-  void predict_device(const float* input, float* output, int n, CUstream_st* stream) override;
+                         cudaStream_t stream) override;
+  void predict_device(const float* input, float* output, int n, cudaStream_t stream) override;
   // Pins the plans of these sizes (GpuNetwork::plan / plan_predict) and sizes the step's buffers for the
   // largest.
   void plan_sizes(const std::vector<int>& step_sizes, const std::vector<int>& predict_sizes) override;
 
-  // Lazy variant for a trainer that keeps the GPU busy: queue_step_device returns as soon as the step is
-  // queued; last_result() waits for the last queued step and returns its result. The input and target must
-  // stay valid until the step has run (the next queue call on the same stream, or last_result()).
-  void queue_step_device(const float* input, const float* target, int n, const OptimizerSettings& settings,
-                         CUstream_st* stream);
-  StepResult last_result();
+  // Pipelined steps (backend.hpp): a queued step records its scalars into one of kStepsInFlight pinned
+  // slots with an event; collect_step waits for the oldest slot's event only. Host pointers (no stream) are
+  // staged through the backend's own device buffers on its own stream.
+  void queue_step(const float* input, const float* target, int n, const OptimizerSettings& settings,
+                  cudaStream_t stream = nullptr) override;
+  StepResult collect_step() override;
+  int steps_in_flight() const override;
   // Steps skipped so far (non-finite gradients, including fp16 overflows) and the current loss scale.
   long long skipped_steps();
   double loss_scale();

@@ -2,7 +2,9 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
+#include <deque>
 #include <cmath>
 #include <memory>
 #include <optional>
@@ -14,7 +16,7 @@
 
 #include "data/atomic_file.hpp"
 #include "data/hdf5.hpp"
-#include "kernels/device_array.hpp"
+#include "kernels/device_buffer.hpp"
 #include "models/learned/composite.hpp"
 #include "models/training/losses.hpp"
 #include "models/training/run_files.hpp"
@@ -284,14 +286,14 @@ class TrainingRun {
     const std::int64_t planned_steps = std::int64_t(s.epochs) * batches;
     // Device-resident backends take their batches in device memory.
     std::unique_ptr<DeviceStream> stream;
-    std::unique_ptr<DeviceFloats> d_input, d_target;
+    std::unique_ptr<DeviceBuffer<float>> d_input, d_target;
     const std::size_t in_size = backend->input_size() * std::size_t(source.batch_size()),
                       out_size = net.output_shape(source.batch_size()).elements();
     const bool on_device = backend->device_resident();
     if (on_device) {
       stream = std::make_unique<DeviceStream>();
-      d_input = std::make_unique<DeviceFloats>(in_size);
-      d_target = std::make_unique<DeviceFloats>(out_size);
+      d_input = std::make_unique<DeviceBuffer<float>>(in_size);
+      d_target = std::make_unique<DeviceBuffer<float>>(out_size);
     }
     // The next batches are made on a host thread while this one trains.
     std::unique_ptr<Prefetcher> prefetcher;
@@ -332,8 +334,7 @@ class TrainingRun {
                                            : session / s.time_budget_s;  // cosine over the session's clock
       OptimizerSettings step_settings = o;
       step_settings.learning_rate = lr = schedule->rate(progress);
-      const auto t0 = Clock::now();
-      StepResult r;
+      const auto queued_at = Clock::now();
       int count = source.batch_size();
       if (on_device) {
         if (source.device_resident()) {
@@ -345,35 +346,62 @@ class TrainingRun {
           d_input->upload(b.input.data(), b.input.size(), stream->get());
           d_target->upload(b.target.data(), b.target.size(), stream->get());
         }
-        r = backend->step_device(d_input->data(), d_target->data(), count, step_settings, stream->get());
+        backend->queue_step(d_input->data(), d_target->data(), count, step_settings, stream->get());
       } else {
         const HostBatch b = prefetcher->next();
         count = b.count;
-        r = backend->step(b.input.data(), b.target.data(), count, step_settings);
+        backend->queue_step(b.input.data(), b.target.data(), count, step_settings);
       }
-      const double step_seconds = seconds_since(t0);
-      if (!r.finite) refuse_non_finite(r);
+      // The data position advances when the step is queued; its loss is accounted when it is collected, one
+      // step later, so that the device never idles while the host reads a loss (queue_step, backend.hpp).
+      in_flight.push_back({run.epoch, run.index, run.steps, count, queued_at});
       ++session_steps;
       run.steps += 1;
       run.samples += count;
-      run.epoch_steps += 1;
-      run.epoch_loss_sum += r.loss;
-      run.epoch_norm_sum += r.gradient_norm;
-      run.epoch_step_seconds += step_seconds;
       run.index += 1;
-      if (s.on_step)
-        s.on_step({run.epoch, run.index, batches, run.epoch_loss_sum / run.epoch_steps,
-                   double(run.epoch_steps) * source.batch_size() / run.epoch_step_seconds});
+      if (backend->steps_in_flight() >= TrainingBackend::kStepsInFlight) collect_oldest(batches);
       if (run.index == batches) {
+        while (!in_flight.empty()) collect_oldest(batches);
         last_val_seconds = close_epoch(false);
         last_epoch_seconds = run.records.back().epoch_seconds;
         save_checkpoint();
         log_records();
       }
     }
+    while (!in_flight.empty()) collect_oldest(batches);
   }
 
-  [[noreturn]] void refuse_non_finite(const StepResult& r) const {
+  // A queued step: where it was in the data, and when it was queued.
+  struct QueuedStep {
+    std::int64_t epoch, index, steps_before;
+    int count;
+    Clock::time_point queued_at;
+  };
+  std::deque<QueuedStep> in_flight;
+  Clock::time_point last_collected{};
+
+  // Accounts the oldest queued step's result: the epoch's loss and gradient-norm sums, its time (from when it
+  // was queued or the previous step was collected, whichever is later, so the sum is the loop's wall time)
+  // and progress; refuses a non-finite step, naming that step.
+  void collect_oldest(int batches) {
+    const QueuedStep q = in_flight.front();
+    in_flight.pop_front();
+    const StepResult r = backend->collect_step();
+    const auto now = Clock::now();
+    const double step_seconds =
+        std::chrono::duration<double>(now - std::max(q.queued_at, last_collected)).count();
+    last_collected = now;
+    if (!r.finite) refuse_non_finite(r, q);
+    run.epoch_steps += 1;
+    run.epoch_loss_sum += r.loss;
+    run.epoch_norm_sum += r.gradient_norm;
+    run.epoch_step_seconds += step_seconds;
+    if (s.on_step)
+      s.on_step({q.epoch, int(q.index + 1), batches, run.epoch_loss_sum / run.epoch_steps,
+                 double(run.epoch_steps) * source.batch_size() / run.epoch_step_seconds});
+  }
+
+  [[noreturn]] void refuse_non_finite(const StepResult& r, const QueuedStep& q) const {
     const bool saved = !run.records.empty() || (s.resume && have_checkpoint);
     const std::string kept = saved ? fmt::format("the last good checkpoint {} is kept", s.checkpoint)
                                    : "no checkpoint of this run had been written yet";
@@ -381,7 +409,7 @@ class TrainingRun {
         fmt::format("training stopped: the loss or the gradients are not finite at epoch {}, batch {} "
                     "(step {}: loss {}, "
                     "gradient norm {}); {}. Lower --lr, set --clip, or check the data",
-                    run.epoch + 1, run.index, run.steps + 1, r.loss, r.gradient_norm, kept));
+                    q.epoch + 1, q.index + 1, q.steps_before + 1, r.loss, r.gradient_norm, kept));
   }
 
   // Validation closes an epoch (or the partial epoch the run stops in); returns the validation's seconds.

@@ -16,7 +16,7 @@
 
 #include <fmt/format.h>
 
-#include "kernels/device_array.hpp"
+#include "kernels/device_buffer.hpp"
 #include "kernels/gpu_timing.hpp"
 #include "models/nn/architectures.hpp"
 #include "models/learned/composite.hpp"
@@ -138,15 +138,17 @@ void set_unchecked(Row& row, const std::string& why) {
   row.check_against = "unchecked: " + why;
 }
 
-void time_copies(Row& row, DeviceMemory& in, const void* host_in, std::size_t in_bytes, DeviceMemory* out,
-                 void* host_out, std::size_t out_bytes, CUstream_st* s) {
+// Upload of `in_count` elements into `in` and download of `out_count` out of `out` (when not null).
+template <class In, class Out = float>
+void time_copies(Row& row, DeviceBuffer<In>& in, const In* host_in, std::size_t in_count,
+                 DeviceBuffer<Out>* out, Out* host_out, std::size_t out_count, cudaStream_t s) {
   const TimingRules copy_rules{1, 3, 10, 1.0};
   row.upload_ms = summarise(time_calls(
-                                copy_rules, [&] { in.upload(host_in, in_bytes, s); }, s))
+                                copy_rules, [&] { in.upload(host_in, in_count, s); }, s))
                       .median_ms;
   if (out)
     row.download_ms = summarise(time_calls(
-                                    copy_rules, [&] { out->download(host_out, out_bytes, s); }, s))
+                                    copy_rules, [&] { out->download(host_out, out_count, s); }, s))
                           .median_ms;
 }
 
@@ -185,12 +187,12 @@ void network_rows(const std::string& arch, const RadarSystem& system, const Imag
     std::unique_ptr<GpuNetwork> gpu;
     std::unique_ptr<CpuNetwork> cpu;
     std::unique_ptr<DeviceStream> stream;
-    std::unique_ptr<DeviceMemory> din, dout;
+    std::unique_ptr<DeviceBuffer<float>> din, dout;
     if (device == DeviceKind::Cuda) {
       gpu = std::make_unique<GpuNetwork>(net, model.parameters, Mode::Inference, p);
       stream = std::make_unique<DeviceStream>();
-      din = std::make_unique<DeviceMemory>(input.size() * sizeof(float));
-      dout = std::make_unique<DeviceMemory>(out_per * std::size_t(max_batch) * sizeof(float));
+      din = std::make_unique<DeviceBuffer<float>>(input.size());
+      dout = std::make_unique<DeviceBuffer<float>>(out_per * std::size_t(max_batch));
     } else {
       cpu = std::make_unique<CpuNetwork>(net, model.parameters, Mode::Inference);
     }
@@ -204,14 +206,11 @@ void network_rows(const std::string& arch, const RadarSystem& system, const Imag
       std::vector<float> out(out_per * std::size_t(batch));
       if (gpu) {
         gpu->plan(batch);
-        din->upload(input.data(), in_per * batch * sizeof(float), stream->get());
-        const auto call = [&] {
-          gpu->forward_device(static_cast<const float*>(din->data()), static_cast<float*>(dout->data()),
-                              batch, stream->get());
-        };
+        din->upload(input.data(), in_per * batch, stream->get());
+        const auto call = [&] { gpu->forward_device(din->data(), dout->data(), batch, stream->get()); };
         row.compute = summarise(time_calls(o.rules, call, stream->get()));
-        time_copies(row, *din, input.data(), in_per * batch * sizeof(float), dout.get(), out.data(),
-                    out.size() * sizeof(float), stream->get());
+        time_copies(row, *din, input.data(), in_per * batch, dout.get(), out.data(), out.size(),
+                    stream->get());
         stream->synchronize();
         row.device_memory_bytes = double(gpu->device_bytes());
       } else {
@@ -295,11 +294,12 @@ void pipeline_rows(const std::string& method, const RadarSystem& system, const I
       LearnedPipeline pipe(method, model, device, mode, device == DeviceKind::Cuda ? max_batch : 8, p);
       GpuLearnedPipeline* gp = pipe.gpu();
       std::unique_ptr<DeviceStream> stream;
-      std::unique_ptr<DeviceMemory> dy, dv;
+      std::unique_ptr<DeviceBuffer<cfloat>> dy;
+      std::unique_ptr<DeviceBuffer<float>> dv;
       if (gp) {
         stream = std::make_unique<DeviceStream>();
-        dy = std::make_unique<DeviceMemory>(y.size() * sizeof(cfloat));
-        dv = std::make_unique<DeviceMemory>(V * std::size_t(max_batch) * sizeof(float));
+        dy = std::make_unique<DeviceBuffer<cfloat>>(y.size());
+        dv = std::make_unique<DeviceBuffer<float>>(V * std::size_t(max_batch));
       }
       for (int batch : o.batches) {
         std::fprintf(stderr, "bench: %s %s %s on %s, batch %d\n", method.c_str(), mode_name.c_str(),
@@ -316,14 +316,10 @@ void pipeline_rows(const std::string& method, const RadarSystem& system, const I
         }
         std::vector<float> out(V * std::size_t(batch));
         if (gp) {
-          dy->upload(y.data(), S * batch * sizeof(cfloat), stream->get());
-          const auto call = [&] {
-            gp->run_device(static_cast<const cfloat*>(dy->data()), static_cast<float*>(dv->data()), batch,
-                           stream->get());
-          };
+          dy->upload(y.data(), S * batch, stream->get());
+          const auto call = [&] { gp->run_device(dy->data(), dv->data(), batch, stream->get()); };
           row.compute = summarise(time_calls(o.rules, call, stream->get()));
-          time_copies(row, *dy, y.data(), S * batch * sizeof(cfloat), dv.get(), out.data(),
-                      out.size() * sizeof(float), stream->get());
+          time_copies(row, *dy, y.data(), S * batch, dv.get(), out.data(), out.size(), stream->get());
           stream->synchronize();
           row.device_memory_bytes = double(gpu_memory_used());
         } else {
@@ -405,17 +401,24 @@ void training_rows(const std::string& arch, const RadarSystem& system, const Ima
       if (device == DeviceKind::Cuda) {
         GpuTrainingBackend backend(net, model.parameters, p);
         DeviceStream stream;
-        DeviceMemory din(input.size() * sizeof(float)), dt(target.size() * sizeof(float));
-        din.upload(input.data(), din.bytes(), stream.get());
-        dt.upload(target.data(), dt.bytes(), stream.get());
-        const auto* x = static_cast<const float*>(din.data());
-        const auto* t = static_cast<const float*>(dt.data());
+        DeviceBuffer<float> din(input.size()), dt(target.size());
+        din.upload(input.data(), din.size(), stream.get());
+        dt.upload(target.data(), dt.size(), stream.get());
+        const float* x = din.data();
+        const float* t = dt.data();
         first_loss = backend.step_device(x, t, batch, settings, stream.get()).loss;
-        row.compute = summarise(time_calls(
-            o.rules, [&] { backend.queue_step_device(x, t, batch, settings, stream.get()); }, stream.get()));
-        const StepResult last = backend.last_result();
-        if (!last.finite) std::fprintf(stderr, "bench: warning: the last timed step was not finite\n");
-        time_copies(row, din, input.data(), din.bytes(), nullptr, nullptr, 0, stream.get());
+        // As the trainer steps (models/training/trainer.cpp): queue a step, collect the one before it, so
+        // the row includes the host's reading of every loss.
+        bool all_finite = true;
+        const auto call = [&] {
+          backend.queue_step(x, t, batch, settings, stream.get());
+          if (backend.steps_in_flight() == TrainingBackend::kStepsInFlight)
+            all_finite = backend.collect_step().finite && all_finite;
+        };
+        row.compute = summarise(time_calls(o.rules, call, stream.get()));
+        while (backend.steps_in_flight() > 0) all_finite = backend.collect_step().finite && all_finite;
+        if (!all_finite) std::fprintf(stderr, "bench: warning: a timed step was not finite\n");
+        time_copies<float, float>(row, din, input.data(), din.size(), nullptr, nullptr, 0, stream.get());
         stream.synchronize();
         row.device_memory_bytes = double(gpu_memory_used());
       } else {
