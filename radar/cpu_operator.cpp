@@ -22,10 +22,56 @@ inline v8f load8(const float* p) {
   std::memcpy(&v, p, sizeof v);
   return v;
 }
+// a * b + c, lane-wise, fused (one rounding) where the target has FMA.
+inline v8f fma8(v8f a, float b, v8f c) {
+#if defined(__FMA__)
+  const v8f bv = {b, b, b, b, b, b, b, b};
+  return __builtin_ia32_vfmaddps256(a, bv, c);
+#else
+  return a * b + c;
+#endif
+}
 inline float hsum(v8f v) {
   float s = 0;
   for (int i = 0; i < W; ++i) s += v[i];
   return s;
+}
+
+// One frequency's contribution to NB consecutive voxel blocks (8 voxels each) of every frame:
+// out[n * 2 + j] += sum_t wt[j][t] sum_r wr[j][r] y[n, t, r] (complex, lane-wise), with the transmitter
+// weights w[j * A + t] and the receiver weights w[j * A + T + r]. The receiver sum of one block runs in four
+// accumulators (re re, im im, re im, im re) combined after the loop, so 4 NB chains of fused multiply-adds
+// are independent: with one complex accumulator per block the FMA units would mostly wait on each other's
+// latency (the exact adjoint ran at 2.1-2.9x its FLOP floor that way).
+template <int NB>
+void accumulate_frequency(const v8f* w_re, const v8f* w_im, int A, int T, int R, const cfloat* y,
+                          std::size_t frame_stride, int batch, v8f* out_re, v8f* out_im) {
+  for (int n = 0; n < batch; ++n) {
+    const cfloat* Y = y + std::size_t(n) * frame_stride;
+    v8f o_re[NB] = {}, o_im[NB] = {};
+    for (int t = 0; t < T; ++t) {
+      v8f rr[NB] = {}, ii[NB] = {}, ri[NB] = {}, ir[NB] = {};
+      for (int r = 0; r < R; ++r) {
+        const float yr = Y[t * R + r].real(), yi = Y[t * R + r].imag();
+        for (int j = 0; j < NB; ++j) {
+          const v8f wr = w_re[j * A + T + r], wi = w_im[j * A + T + r];
+          rr[j] = fma8(wr, yr, rr[j]);
+          ii[j] = fma8(wi, yi, ii[j]);
+          ri[j] = fma8(wr, yi, ri[j]);
+          ir[j] = fma8(wi, yr, ir[j]);
+        }
+      }
+      for (int j = 0; j < NB; ++j) {
+        const v8f s_re = rr[j] - ii[j], s_im = ri[j] + ir[j];
+        o_re[j] += w_re[j * A + t] * s_re - w_im[j * A + t] * s_im;
+        o_im[j] += w_re[j * A + t] * s_im + w_im[j * A + t] * s_re;
+      }
+    }
+    for (int j = 0; j < NB; ++j) {
+      out_re[n * 2 + j] += o_re[j];
+      out_im[n * 2 + j] += o_im[j];
+    }
+  }
 }
 
 }  // namespace
@@ -95,50 +141,53 @@ void CpuOperator::image(Method method, const cfloat* y, cfloat* x, int batch) co
   const std::size_t V = grid_.voxels();
   std::vector<float> kappa(K);
   for (int k = 0; k < K; ++k) kappa[k] = static_cast<float>(wavenumber(system_.sweep[k]));
+  const std::size_t pairs = (blocks_ + 1) / 2;
 
 #pragma omp parallel
   {
-    std::vector<v8f> c0(A), c1(A), w_re(A), w_im(A), out_re(batch), out_im(batch);
+    // Per block j of the pair: gains [j * A + a], this frequency's weights, and the frames' sums [n * 2 + j].
+    std::vector<v8f> c0(2 * A), c1(2 * A), w_re(2 * A), w_im(2 * A), out_re(2 * batch), out_im(2 * batch);
 #pragma omp for schedule(static)
-    for (std::size_t b = 0; b < blocks_; ++b) {
-      for (int a = 0; a < A; ++a)
-        for (int lane = 0; lane < W; ++lane) {
-          const std::size_t i = (b * A + a) * W + lane;
-          const SideGain g = side_gain(method, a < T, range_[i], dz_[i]);
-          c0[a][lane] = static_cast<float>(g.c0);
-          c1[a][lane] = static_cast<float>(g.c1);
-        }
+    for (std::size_t pair = 0; pair < pairs; ++pair) {
+      const std::size_t first = 2 * pair;
+      const int nb = static_cast<int>(std::min<std::size_t>(2, blocks_ - first));
+      for (int j = 0; j < nb; ++j)
+        for (int a = 0; a < A; ++a)
+          for (int lane = 0; lane < W; ++lane) {
+            const std::size_t i = ((first + j) * A + a) * W + lane;
+            const SideGain g = side_gain(method, a < T, range_[i], dz_[i]);
+            c0[j * A + a][lane] = static_cast<float>(g.c0);
+            c1[j * A + a][lane] = static_cast<float>(g.c1);
+          }
       std::fill(out_re.begin(), out_re.end(), v8f{});
       std::fill(out_im.begin(), out_im.end(), v8f{});
       for (int k = 0; k < K; ++k) {
         // Per-antenna weights for this frequency: (c0 + j kappa c1) exp(j kappa R).
-        const float* P = &phasor_[(b * K + k) * A * 2 * W];
-        for (int a = 0; a < A; ++a) {
-          const v8f e_re = load8(P + a * 2 * W), e_im = load8(P + a * 2 * W + W);
-          const v8f g_im = kappa[k] * c1[a];
-          w_re[a] = c0[a] * e_re - g_im * e_im;
-          w_im[a] = c0[a] * e_im + g_im * e_re;
-        }
-        for (int n = 0; n < batch; ++n) {
-          const cfloat* Y = y + (std::size_t(n) * K + k) * T * R;
-          v8f o_re{}, o_im{};
-          for (int t = 0; t < T; ++t) {
-            v8f s_re{}, s_im{};
-            for (int r = 0; r < R; ++r) {
-              const float yr = Y[t * R + r].real(), yi = Y[t * R + r].imag();
-              s_re += w_re[T + r] * yr - w_im[T + r] * yi;
-              s_im += w_re[T + r] * yi + w_im[T + r] * yr;
-            }
-            o_re += w_re[t] * s_re - w_im[t] * s_im;
-            o_im += w_re[t] * s_im + w_im[t] * s_re;
+        for (int j = 0; j < nb; ++j) {
+          const float* P = &phasor_[((first + j) * K + k) * A * 2 * W];
+          for (int a = 0; a < A; ++a) {
+            const v8f e_re = load8(P + a * 2 * W), e_im = load8(P + a * 2 * W + W);
+            const v8f g_im = kappa[k] * c1[j * A + a];
+            w_re[j * A + a] = c0[j * A + a] * e_re - g_im * e_im;
+            w_im[j * A + a] = c0[j * A + a] * e_im + g_im * e_re;
           }
-          out_re[n] += o_re;
-          out_im[n] += o_im;
         }
+        const cfloat* Yk = y + std::size_t(k) * T * R;
+        const std::size_t frame = std::size_t(K) * T * R;
+        if (nb == 2)
+          accumulate_frequency<2>(w_re.data(), w_im.data(), A, T, R, Yk, frame, batch, out_re.data(),
+                                  out_im.data());
+        else
+          accumulate_frequency<1>(w_re.data(), w_im.data(), A, T, R, Yk, frame, batch, out_re.data(),
+                                  out_im.data());
       }
-      const int valid = static_cast<int>(std::min<std::size_t>(W, V - b * W));
-      for (int n = 0; n < batch; ++n)
-        for (int lane = 0; lane < valid; ++lane) x[n * V + b * W + lane] = {out_re[n][lane], out_im[n][lane]};
+      for (int j = 0; j < nb; ++j) {
+        const std::size_t b = first + j;
+        const int valid = static_cast<int>(std::min<std::size_t>(W, V - b * W));
+        for (int n = 0; n < batch; ++n)
+          for (int lane = 0; lane < valid; ++lane)
+            x[n * V + b * W + lane] = {out_re[n * 2 + j][lane], out_im[n * 2 + j][lane]};
+      }
     }
   }
 }
