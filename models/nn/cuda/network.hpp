@@ -112,6 +112,8 @@ class GpuNetwork final : public Executor {
 // How inference plans built from now on treat conv + bias + ReLU (process-wide; tests and diagnosis): Measure
 // (the default) times cuDNN's fused call against the plain convolution and our epilogue and keeps the faster;
 // Always uses the fused call and fails with cuDNN's reason where it is refused; Never keeps the plain path.
+// Thin convolutions on the direct kernels (set_thin_convolution) are outside it: their kernel applies bias
+// and activation itself.
 enum class ConvFusion { Measure, Always, Never };
 void set_conv_fusion(ConvFusion policy);
 // Where plans built from now on run thin convolutions (process-wide; tests and diagnosis): Direct (the

@@ -6,7 +6,7 @@
 // dimension of 1 that cuDNN's NHWC kernels are not written for, and cuDNN may offer no algorithm for it at
 // all, in bfloat16 especially. Such a layer does little arithmetic (at most 27 * 64 products per output), so
 // a direct kernel (one thread per output, float32 accumulation) runs it in every precision with no algorithm
-// search. Transposed convolutions never are thin in the paper's networks and stay with cuDNN.
+// search. Transposed convolutions are never thin in the paper's networks and stay with cuDNN.
 #pragma once
 
 #include "models/nn/graph.hpp"
