@@ -93,6 +93,7 @@ std::unique_ptr<Plan> GpuNetwork::Impl::build_plan(int n, bool predict_only) {
       scratch = std::max(scratch, gpu::thin_conv_filter_scratch(c.thin_geometry));
   }
   search_workspace.release();
+  // After the convolutions: a thin one's filter gradient keeps its chunks' partial sums here.
   plan->scratch.allocate(scratch);
   plan->bytes += scratch * sizeof(float);
   plan->workspace.allocate(std::max<std::size_t>(workspace, 256));
