@@ -35,7 +35,9 @@ std::string GpuNetwork::description() const { unavailable("the GPU network"); }
 std::size_t GpuNetwork::device_bytes() const { unavailable("the GPU network"); }
 GpuNetworkInternals& GpuNetwork::internals() { unavailable("the GPU network"); }
 int GpuNetwork::fused_convolutions(int) const { unavailable("the GPU network"); }
+int GpuNetwork::thin_convolutions(int) const { unavailable("the GPU network"); }
 void set_conv_fusion(ConvFusion) {}
+void set_thin_convolution(ThinConvolution) {}
 
 struct GpuTrainingBackend::Impl {};
 GpuTrainingBackend::GpuTrainingBackend(const Network&, const Parameters&, Precision) {

@@ -10,7 +10,10 @@
 #include <gtest/gtest.h>
 
 #include "kernels/normalise.hpp"
+#include "models/nn/architectures.hpp"
 #include "models/nn/cuda/algorithm_choice.hpp"
+#include "models/nn/cuda/thin_conv.hpp"
+#include "models/nn/cuda/thin_conv_math.hpp"
 #include "models/learned/composite.hpp"
 #include "models/nn/cpu/network.hpp"
 #include "models/learned/pipeline.hpp"
@@ -74,6 +77,155 @@ TEST(Preflight, Fp32NeverTakesATensorCoreAlgorithm) {
   }
   EXPECT_EQ(choose_algorithm(tensor_only, Precision::Fp16, "conv"), 0u);
   EXPECT_THROW(choose_algorithm({{0, false, true, 0, 0}}, Precision::Tf32, "conv"), Error);
+}
+
+// ---- 4. thin convolutions (one input or one output channel) run on the backend's direct kernels
+// ---------------------------------------------------------------------------------------------------------
+TEST(Preflight, ThinConvolutionsAreTheOneChannelConvolutionsOfEveryArchitecture) {
+  using Names = std::vector<std::string>;
+  const auto thin = [](const Network& net, ThinConvolution policy) {
+    Names names;
+    for (const Op& op : net.ops())
+      if (runs_thin_kernel(net, op, policy)) names.push_back(op.name);
+    return names;
+  };
+  const ArchitectureOptions small{.width = 4, .blocks = 2};
+  const Network unet3d = build_network("unet3d", 8, 8, 16, small);
+  EXPECT_EQ(thin(unet3d, ThinConvolution::Direct), (Names{"enc1.block1.conv", "out.conv"}));
+  EXPECT_EQ(thin(build_network("unet2d", 8, 8, 16, small), ThinConvolution::Direct),
+            (Names{"enc1.block1.conv", "out.conv"}));
+  EXPECT_EQ(thin(build_network("resnet", 8, 8, 16, small), ThinConvolution::Direct),
+            (Names{"stem.conv", "out.conv"}));
+  // Two input channels (real and imaginary): only the last convolution is thin.
+  EXPECT_EQ(thin(build_network("cv-unet3d", 8, 8, 16, small), ThinConvolution::Direct), (Names{"out.conv"}));
+  EXPECT_EQ(thin(unet3d, ThinConvolution::Cudnn), Names{});
+  // A one-channel transposed convolution stays with cuDNN.
+  const Network up = test::single("up", Shape{0, 1, 4, 4, 4}, [](Network& n) {
+    n.conv_transpose("t", 0, 1, {2, 2, 2}, {2, 2, 2});
+  });
+  EXPECT_EQ(thin(up, ThinConvolution::Direct), Names{});
+  EXPECT_TRUE(is_thin_convolution(1, 32));
+  EXPECT_TRUE(is_thin_convolution(64, 1));
+  EXPECT_FALSE(is_thin_convolution(2, 32));
+}
+
+// The direct kernels' sums (thin_conv_math.hpp, the code the CUDA kernels run) on the host, against the
+// double reference: forward, the input gradient and the filter gradient over the kernels' own partition of
+// the rows into chunks and lanes. Inputs and weights are rounded to float first, so the only difference is
+// float32 accumulation over at most a few hundred terms: a relative error of a few 1e-7; 1e-5 leaves room
+// and still catches a wrong index (an error of order 1).
+TEST(Preflight, ThinConvolutionSumsMatchTheReference) {
+  struct Case {
+    const char* name;
+    int in_channels, out_channels;
+    Triple kernel, stride;
+  };
+  const Case cases[] = {
+      {"first conv 1->8 3x3x3", 1, 8, {3, 3, 3}, {1, 1, 1}},
+      {"out.conv 8->1 1x1x1", 8, 1, {1, 1, 1}, {1, 1, 1}},
+      {"out.conv 8->1 3x3x3", 8, 1, {3, 3, 3}, {1, 1, 1}},
+      {"unet2d first conv 1->4 3x3x1", 1, 4, {3, 3, 1}, {1, 1, 1}},
+      {"even kernel, strides 3->1 2x3x4", 3, 1, {2, 3, 4}, {2, 1, 3}},  // asymmetric 'same' padding
+  };
+  constexpr double kTolerance = 1e-5;
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.name);
+    // 2 x 12 x 10 x 9 = 2160 output rows at stride 1: more than the 512 chunks, so chunks hold several rows
+    // and the row lanes matter.
+    const int N = 2;
+    const Network net = test::single("thin", Shape{0, k.in_channels, 12, 10, 9}, [&](Network& n) {
+      n.conv("c", 0, k.out_channels, k.kernel, true, k.stride);
+    });
+    const Op& op = net.ops()[1];
+    ASSERT_TRUE(runs_thin_kernel(net, op, ThinConvolution::Direct));
+    const Parameters params = random_parameters(net, 71);  // float: the reference sees what the kernels see
+    Tensor<double> x = random_input(net.input_shape(N), 72);
+    for (auto& v : x.data) v = float(v);
+    Tensor<double> g = random_input(net.output_shape(N), 73);
+    for (auto& v : g.data) v = float(v);
+    ReferenceNetwork ref(net, params);
+    const Tensor<double> y_ref = ref.forward(x, Mode::Training);
+    const Tensor<double> dx_ref = ref.backward(g);
+    const std::vector<double>& dw_ref = ref.gradients().at("c.weight");
+
+    const Shape is = net.input_shape(N), os = net.output_shape(N);
+    const thin::Geometry geo{{is.n, is.c, is.x, is.y, is.z},
+                             {os.n, os.c, os.x, os.y, os.z},
+                             op.kernel[0],
+                             op.kernel[1],
+                             op.kernel[2],
+                             op.stride[0],
+                             op.stride[1],
+                             op.stride[2],
+                             op.pad_lo[0],
+                             op.pad_lo[1],
+                             op.pad_lo[2]};
+    // The backend's layouts: activations channels-last, the filter [K, kx, ky, kz, C].
+    const auto channels_last = [](const Tensor<double>& t) {
+      const Shape s = t.shape;
+      std::vector<float> out(t.size());
+      const thin::Dims d{s.n, s.c, s.x, s.y, s.z};
+      for (int n = 0; n < s.n; ++n)
+        for (int c = 0; c < s.c; ++c)
+          for (int a = 0; a < s.x; ++a)
+            for (int b = 0; b < s.y; ++b)
+              for (int l = 0; l < s.z; ++l) out[thin::offset(d, n, a, b, l, c)] = float(t.at(n, c, a, b, l));
+      return out;
+    };
+    const auto logical = [](const std::vector<float>& cl, const Shape& s) {
+      std::vector<double> out(cl.size());
+      const thin::Dims d{s.n, s.c, s.x, s.y, s.z};
+      std::size_t i = 0;
+      for (int n = 0; n < s.n; ++n)
+        for (int c = 0; c < s.c; ++c)
+          for (int a = 0; a < s.x; ++a)
+            for (int b = 0; b < s.y; ++b)
+              for (int l = 0; l < s.z; ++l) out[i++] = cl[thin::offset(d, n, a, b, l, c)];
+      return out;
+    };
+    const int C = k.in_channels, K = k.out_channels, T = thin::taps(geo);
+    const std::vector<float>& w_logical = params.at("c.weight").values;  // [K, C, taps]
+    std::vector<float> w(w_logical.size());
+    for (int o = 0; o < K; ++o)
+      for (int c = 0; c < C; ++c)
+        for (int t = 0; t < T; ++t)
+          w[(std::size_t(o) * T + t) * C + c] = w_logical[(std::size_t(o) * C + c) * T + t];
+    const std::vector<float>& bias = params.at("c.bias").values;
+    const std::vector<float> xs = channels_last(x), gs = channels_last(g);
+    const auto load = [](const std::vector<float>& v) { return [&v](std::size_t i) { return v[i]; }; };
+
+    std::vector<float> y(os.elements());
+    for (std::size_t e = 0; e < y.size(); ++e)
+      y[e] = thin::forward_element(geo, e, load(xs), load(w), bias[e % std::size_t(K)]);
+    EXPECT_TRUE(test::relative_error_below(test::view(logical(y, os)), test::view(y_ref.data), kTolerance));
+
+    std::vector<float> dx(is.elements());
+    for (std::size_t e = 0; e < dx.size(); ++e)
+      dx[e] = thin::backward_data_element(geo, e, load(gs), load(w));
+    EXPECT_TRUE(test::relative_error_below(test::view(logical(dx, is)), test::view(dx_ref.data), kTolerance));
+
+    // The filter gradient as the two kernels compute it: per chunk, the lanes in lane order; then chunks.
+    const thin::FilterPartition part = thin::filter_partition(geo);
+    const std::size_t rows = thin::rows(geo.out);
+    const int W = thin::filter_weights(geo);
+    ASSERT_EQ(std::size_t(W), dw_ref.size());
+    std::vector<double> dw(dw_ref.size());
+    for (int weight = 0; weight < W; ++weight) {
+      float total = 0.f;
+      for (int b = 0; b < part.chunks; ++b) {
+        const std::size_t r0 = thin::chunk_begin(rows, part.chunks, b),
+                          r1 = thin::chunk_begin(rows, part.chunks, b + 1);
+        float chunk = 0.f;
+        for (int m = 0; m < part.lanes; ++m)
+          chunk += thin::filter_sum(geo, weight, r0 + std::size_t(m), r1, std::size_t(part.lanes), load(xs),
+                                    load(gs));
+        total += chunk;
+      }
+      const int o = weight / (T * C), t = (weight / C) % T, c = weight % C;
+      dw[(std::size_t(o) * C + c) * T + t] = total;  // back to the logical [K, C, taps]
+    }
+    EXPECT_TRUE(test::relative_error_below(test::view(dw), test::view(dw_ref), kTolerance));
+  }
 }
 
 // ---- 5. one max-pool tie rule: the first maximum in window order (x, then y, then z)

@@ -66,6 +66,15 @@ void GpuNetwork::Impl::emit_backward(Plan& plan) {
         float* scratch = plan.scratch.data();
         void* xin = c->padded ? c->pad_value.data() : x;
         const bool accumulate = acc(a);
+        if (c->thin) {
+          plan.backward.push_back([=](cudaStream_t s) {
+            if (db) gpu::channel_sum(t, gy, rows, co, db, false, scratch, s);
+            gpu::thin_conv_backward_filter(t, c->thin_geometry, x, gy, dw, scratch, s);
+            if (input_is_network_input && !p->grad_input) return;
+            gpu::thin_conv_backward_data(t, c->thin_geometry, gy, w, dx, accumulate, s);
+          });
+          break;
+        }
         plan.backward.push_back([=](cudaStream_t s) {
           if (db) gpu::channel_sum(t, gy, rows, co, db, false, scratch, s);
           NFMIMO_CUDNN_CHECK(cudnnConvolutionBackwardFilter(

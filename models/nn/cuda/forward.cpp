@@ -42,13 +42,18 @@ void GpuNetwork::Impl::emit_forward_exec(Plan& plan, std::vector<std::function<v
       // it.
       const float* bias =
           (mode == Mode::Inference || (op.bias && !e.pending_bias)) ? master_at(op.name + ".bias") : nullptr;
+      const Act act = e.act;
+      if (c->thin) {
+        steps.push_back(
+            [=](cudaStream_t s) { gpu::thin_conv_forward(t, c->thin_geometry, x, w, bias, y, act, s); });
+        break;
+      }
       const void* fused_bias = c->fused
                                    ? (c->fused_bias == c->bias_float.get() ? static_cast<const void*>(bias)
                                                                            : compute_at(op.name + ".bias"))
                                    : nullptr;
       void* ws = plan.workspace.data();
       const std::size_t ws_bytes = plan.workspace.bytes();
-      const Act act = e.act;
       void* xin = c->padded ? c->pad_value.data() : x;
       steps.push_back([=](cudaStream_t s) {
         if (c->padded) gpu::shift_copy(t, x, is, xin, c->x_shape, negate(c->pad_lo), false, s);

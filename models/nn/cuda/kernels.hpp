@@ -1,6 +1,6 @@
 // The small CUDA kernels of the cuDNN network backend (one file per concern in models/nn/cuda/: layouts,
-// elementwise, pooling, structure, batch_norm, dense, training_step, first_stage), behind plain C++
-// declarations so that the host code that plans and drives them (network.cpp, training/gpu_backend.cpp)
+// elementwise, pooling, structure, batch_norm, thin_conv, dense, training_step, first_stage), behind plain
+// C++ declarations so that the host code that plans and drives them (network.cpp, training/gpu_backend.cpp)
 // compiles without nvcc. Internal to models/: only the backend includes it.
 //
 // Activations inside the backend are channels-last ([n, x, y, z, c], c fastest; NDHWC with D = x) in the
@@ -96,6 +96,29 @@ void bn_apply(DType t, const void* x, void* y, std::size_t rows, int c, const fl
 void bn_backward(DType t, const void* x, const void* y, const void* dy, void* dx, std::size_t rows, int c,
                  bool relu, const float* mean, const float* inv_std, const float* scale, float* dgamma,
                  float* dbeta, bool accumulate, float* scratch, Stream stream);
+
+// ---- thin convolutions (one input or one output channel; models/nn/cuda/thin_conv.hpp says which) ---
+// Direct kernels, cross-correlation as the reference defines it (models/nn/reference.cpp): x [n, X, Y, Z, C]
+// (in.c = C), y [n, X', Y', Z', K] (out.c = K), filter [K, kx, ky, kz, C] in the compute type (the
+// backend's filter layout): y[n, p, k] = sum_{t, c} w[k, t, c] x[n, p * stride - pad_lo + t, c], zeros
+// outside x (any padding, symmetric or not). float32 accumulation (FMA, never TF32), one rounding on
+// store. Correct for any channel counts; fast enough only for thin ones.
+struct ThinConv {
+  Shape in, out;
+  Triple kernel, stride, pad_lo;
+};
+// y = act(conv(x) + bias): bias float [K] (may be null), the epilogue in float before the single rounding.
+void thin_conv_forward(DType t, const ThinConv& g, const void* x, const void* w, const float* bias, void* y,
+                       Act act, Stream stream);
+// dx (+)= conv^T(dy): one thread per input element gathers the outputs whose windows hold it (deterministic).
+void thin_conv_backward_data(DType t, const ThinConv& g, const void* dy, const void* w, void* dx,
+                             bool accumulate, Stream stream);
+// dw = sum over n and output voxels of dy x (compute type, overwritten): per-block float partial sums over
+// fixed row chunks, then a fixed-order sum of the chunks (deterministic). `scratch` holds at least
+// thin_conv_filter_scratch(g) floats.
+std::size_t thin_conv_filter_scratch(const ThinConv& g);
+void thin_conv_backward_filter(DType t, const ThinConv& g, const void* x, const void* dy, void* dw,
+                               float* scratch, Stream stream);
 
 // ---- dense ---------------------------------------------------------------------------------------
 // y[n, o] = sum_f w[o, f] x[n, f] + b[o]; w in the compute type, features in the internal (channels-last)

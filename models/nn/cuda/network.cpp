@@ -369,6 +369,15 @@ int GpuNetwork::fused_convolutions(int n) const {
   return fused;
 }
 
+int GpuNetwork::thin_convolutions(int n) const {
+  const auto* plan = impl_->plans.find(n);
+  require(plan != nullptr, fmt::format("GPU network: batch {} is not planned", n));
+  int thin = 0;
+  for (const auto& c : plan->convs) thin += c && c->thin;
+  return thin;
+}
+
 void set_conv_fusion(ConvFusion policy) { fusion_policy().store(policy); }
+void set_thin_convolution(ThinConvolution policy) { thin_policy().store(policy); }
 
 }  // namespace nfmimo::nn

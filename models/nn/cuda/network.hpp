@@ -19,7 +19,8 @@
 // process), one workspace, every activation buffer (inference reuses dead ones). Executing a plan allocates
 // nothing and never synchronises with the host, so a whole forward pass can be captured in a CUDA graph.
 // Simple layers (pooling, concat, crop, pad, add, activations, batch norm in training, dense) are the kernels
-// in models/nn/cuda/*.cu.
+// in models/nn/cuda/*.cu, and so are the thin convolutions (one input or one output channel: the first
+// convolution, `out.conv`, the ResNet stem), for which cuDNN's channels-last kernels may have no algorithm.
 //
 // This header compiles without nvcc and without CUDA headers.
 #pragma once
@@ -29,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "models/nn/cuda/thin_conv.hpp"
 #include "models/nn/graph.hpp"
 #include "models/nn/executor.hpp"
 #include "models/nn/reference.hpp"
@@ -94,6 +96,9 @@ class GpuNetwork final : public Executor {
   // Convolutions of batch n's plan that run as cuDNN's fused conv+bias+ReLU call (inference mode; 0 in
   // training mode). InputError when n is not planned.
   int fused_convolutions(int n) const;
+  // Convolutions of batch n's plan that run on the direct thin-convolution kernels (one input or one output
+  // channel; models/nn/cuda/thin_conv.hpp). InputError when n is not planned.
+  int thin_convolutions(int n) const;
 
   // For the training backend (models/training/gpu_backend.cpp).
   GpuNetworkInternals& internals();
@@ -106,8 +111,13 @@ class GpuNetwork final : public Executor {
 // How inference plans built from now on treat conv + bias + ReLU (process-wide; tests and diagnosis): Measure
 // (the default) times cuDNN's fused call against the plain convolution and our epilogue and keeps the faster;
 // Always uses the fused call and fails with cuDNN's reason where it is refused; Never keeps the plain path.
+// Thin convolutions on the direct kernels (set_thin_convolution) are outside it: their kernel applies bias
+// and activation itself.
 enum class ConvFusion { Measure, Always, Never };
 void set_conv_fusion(ConvFusion policy);
+// Where plans built from now on run thin convolutions (process-wide; tests and diagnosis): Direct (the
+// default) on the backend's own kernels, Cudnn on cuDNN like the others.
+void set_thin_convolution(ThinConvolution policy);
 
 // The precision a learned method uses on the GPU when none is asked for: the fastest one whose PSNR stays
 // within 0.1 dB of fp32 on a test set (docs/networks.md, "Precision"). Inference precisions: fp32, tf32,

@@ -26,6 +26,7 @@
 #include "models/nn/cuda/algorithm_choice.hpp"
 #include "models/nn/cuda/kernels.hpp"
 #include "models/nn/cuda/network_internals.hpp"
+#include "models/nn/cuda/thin_conv.hpp"
 #include "models/nn/lowering.hpp"
 #include "radar/error.hpp"
 
@@ -161,6 +162,10 @@ inline std::atomic<ConvFusion>& fusion_policy() {
   static std::atomic<ConvFusion> policy{ConvFusion::Measure};
   return policy;
 }
+inline std::atomic<ThinConvolution>& thin_policy() {
+  static std::atomic<ThinConvolution> policy{ThinConvolution::Direct};
+  return policy;
+}
 
 // The fastest measured algorithm allowed in the requested precision (models/nn/cuda/algorithm_choice.hpp:
 // fp32 takes FMA math only, or fails with the reason).
@@ -261,6 +266,11 @@ struct Exec {
 struct ConvSite {
   int exec = 0;
   bool transposed = false;
+  // One input or one output channel (models/nn/cuda/thin_conv.hpp): the direct kernels of thin_conv.cu run
+  // it, with this geometry (padding included, symmetric or not); no cuDNN descriptor, algorithm or padded
+  // copy is made, and `fused` stays false (the kernel applies bias and activation before its one rounding).
+  bool thin = false;
+  gpu::ThinConv thin_geometry{};
   // cuDNN's forward geometry: x [n, C, ...] -> y [n, K, ...] with filter [K, C, k]. A convolution's x is its
   // (padded) input and y its output; a transposed convolution's x is its (large) output, y its input.
   Shape x_shape, y_shape;

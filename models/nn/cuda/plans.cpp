@@ -1,5 +1,6 @@
 // Plans of the cuDNN backend: buffers from the shared lowering, cuDNN descriptors, measured algorithms and
-// the conv + bias + ReLU fusion decision.
+// the conv + bias + ReLU fusion decision; thin convolutions (one input or output channel) skip cuDNN for the
+// direct kernels of thin_conv.cu.
 #include "models/nn/cuda/network_impl.hpp"
 
 #include "kernels/cuda_event.hpp"
@@ -71,8 +72,6 @@ std::unique_ptr<Plan> GpuNetwork::Impl::build_plan(int n, bool predict_only) {
     if (e.kind == ExecKind::Conv || e.kind == ExecKind::ConvTranspose)
       scratch = std::max(scratch, gpu::channel_sum_scratch(out.c));
   }
-  plan->scratch.allocate(scratch);
-  plan->bytes += scratch * sizeof(float);
 
   // Convolutions: descriptors, then algorithms measured on the plan's own buffers.
   DeviceBuffer<std::byte> search_workspace;
@@ -92,8 +91,13 @@ std::unique_ptr<Plan> GpuNetwork::Impl::build_plan(int n, bool predict_only) {
     workspace =
         std::max({workspace, c.fwd.workspace, c.data.workspace, c.filter.workspace, c.fused_workspace});
     if (c.padded) plan->bytes += c.pad_value.bytes() + c.pad_grad.bytes();
+    if (c.thin && mode == Mode::Training && !predict_only)
+      scratch = std::max(scratch, gpu::thin_conv_filter_scratch(c.thin_geometry));
   }
   search_workspace.release();
+  // After the convolutions: a thin one's filter gradient keeps its chunks' partial sums here.
+  plan->scratch.allocate(scratch);
+  plan->bytes += scratch * sizeof(float);
   plan->workspace.allocate(std::max<std::size_t>(workspace, 256));
   plan->bytes += plan->workspace.bytes();
 
@@ -122,6 +126,11 @@ std::unique_ptr<ConvSite> GpuNetwork::Impl::plan_conv(Plan& plan, int k, void* w
   c->transposed = e.kind == ExecKind::ConvTranspose;
   const int in_value = e.inputs[0], out_value = e.pre >= 0 ? e.pre : e.result;
   const Shape in = plan.shapes[std::size_t(in_value)], out = plan.shapes[std::size_t(out_value)];
+  if (runs_thin_kernel(net, op, thin_policy().load())) {
+    c->thin = true;
+    c->thin_geometry = {in, out, op.kernel, op.stride, op.pad_lo};
+    return c;
+  }
   Triple pad{0, 0, 0};
   int K = 0, C = 0;
   if (c->transposed) {
