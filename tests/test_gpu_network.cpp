@@ -37,6 +37,7 @@
 namespace nfmimo::nn {
 namespace {
 
+using test::gradient_matches;
 using test::random_input;
 using test::random_parameters;
 using test::relative_error_below;
@@ -55,22 +56,6 @@ double gradient_tolerance(Precision p) {
 }
 
 const Precision kPrecisions[] = {Precision::Fp32, Precision::Tf32, Precision::Fp16, Precision::Bf16};
-
-// A gradient that is exactly zero in exact arithmetic (a convolution bias before a training-mode batch norm):
-// the reference gives rounding noise, the GPU backend exact zeros. Checked to be negligible instead of
-// compared.
-::testing::AssertionResult gradient_matches(const std::vector<float>& gpu, const std::vector<double>& ref,
-                                            double tol) {
-  double norm = 0;
-  for (double v : ref) norm += v * v;
-  if (std::sqrt(norm) < 1e-10) {
-    for (std::size_t i = 0; i < gpu.size(); ++i)
-      if (!(std::abs(gpu[i]) < 1e-4))
-        return ::testing::AssertionFailure() << "element " << i << " should be ~0: " << gpu[i];
-    return ::testing::AssertionSuccess();
-  }
-  return relative_error_below(view(gpu), view(ref), tol);
-}
 
 // ---- layers -------------------------------------------------------------------------------------
 using test::layer_cases;

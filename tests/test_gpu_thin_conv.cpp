@@ -29,6 +29,7 @@
 namespace nfmimo::nn {
 namespace {
 
+using test::gradient_matches;
 using test::random_input;
 using test::random_parameters;
 using test::relative_error_below;
@@ -84,21 +85,6 @@ std::vector<ThinCase> thin_cases() {
          n.conv("c", 0, 1, {2, 3, 4}, true, {2, 1, 3});
        }},
   };
-}
-
-// A gradient that is exactly zero in exact arithmetic (the convolution bias before a training batch norm):
-// checked to be negligible instead of compared.
-::testing::AssertionResult gradient_matches(const std::vector<float>& gpu, const std::vector<double>& ref,
-                                            double tol) {
-  double norm = 0;
-  for (double v : ref) norm += v * v;
-  if (std::sqrt(norm) < 1e-10) {
-    for (std::size_t i = 0; i < gpu.size(); ++i)
-      if (!(std::abs(gpu[i]) < 1e-4))
-        return ::testing::AssertionFailure() << "element " << i << " should be ~0: " << gpu[i];
-    return ::testing::AssertionSuccess();
-  }
-  return relative_error_below(view(gpu), view(ref), tol);
 }
 
 constexpr int kBatch = 3;

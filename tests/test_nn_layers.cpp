@@ -15,6 +15,7 @@
 namespace nfmimo::nn {
 namespace {
 
+using test::gradient_matches;
 using test::random_input;
 using test::random_parameters;
 using test::relative_error_below;
@@ -25,22 +26,6 @@ using test::layer_cases;
 using test::LayerCase;
 
 class Layer : public ::testing::TestWithParam<LayerCase> {};
-
-// A convolution bias followed by a training-mode batch norm has an exactly zero gradient (the batch mean
-// removes it): the reference gives rounding noise (~1e-15), float ~1e-6. Such gradients are checked to be
-// negligible instead of compared relatively (which would compare zeros).
-::testing::AssertionResult gradient_matches(const std::vector<float>& fast, const std::vector<double>& ref,
-                                            double tol) {
-  double norm = 0;
-  for (double v : ref) norm += v * v;
-  if (std::sqrt(norm) < 1e-10) {
-    for (std::size_t i = 0; i < fast.size(); ++i)
-      if (!(std::abs(fast[i]) < 1e-4))
-        return ::testing::AssertionFailure() << "element " << i << " should be ~0: " << fast[i];
-    return ::testing::AssertionSuccess();
-  }
-  return relative_error_below(view(fast), view(ref), tol);
-}
 
 // d(loss)/d(everything) of the reference, loss = <r, network(x)>, against central differences in double.
 void check_finite_differences(const Network& net, const Parameters& params, Mode mode, unsigned seed) {
