@@ -69,7 +69,9 @@ TEST(Lowering, TrainingFusesOnlyWhatTheBackendAsksFor) {
   for (const Step& s : fused) {
     bn_relu += s.batch_norm_relu;
     conv_act += s.activation != OpKind::Input;
-    if (s.activation != OpKind::Input) EXPECT_EQ(s.pre_activation, s.op);
+    if (s.activation != OpKind::Input) {
+      EXPECT_EQ(s.pre_activation, s.op);
+    }
     pending += s.pending_bias;
     EXPECT_LT(s.folded_batch_norm, 0);  // never folded in training: batch statistics
   }
