@@ -42,7 +42,7 @@ inline float hsum(v8f v) {
 // weights w[j * A + t] and the receiver weights w[j * A + T + r]. The receiver sum of one block runs in four
 // accumulators (re re, im im, re im, im re) combined after the loop, so 4 NB chains of fused multiply-adds
 // are independent: with one complex accumulator per block the FMA units would mostly wait on each other's
-// latency (the exact adjoint ran at 2.1-2.9x its FLOP floor that way).
+// latency (docs/performance.md, "CPU physics operators").
 template <int NB>
 void accumulate_frequency(const v8f* w_re, const v8f* w_im, int A, int T, int R, const cfloat* y,
                           std::size_t frame_stride, int batch, v8f* out_re, v8f* out_im) {
