@@ -63,6 +63,9 @@ class CpuOperator {
   std::vector<double> range_, dz_;
   // Per block b, frequency k, antenna a: 8 real parts then 8 imaginary parts of exp(+j kappa_k R).
   aligned_vector<float> phasor_;
+  // Uniform sweeps: per block b, antenna a, the same layout of exp(+j dkappa R), so that image() steps from
+  // one frequency's phasor to the next (kSeedEvery below) instead of streaming the whole table.
+  aligned_vector<float> phasor_step_;
 };
 
 }  // namespace nfmimo
