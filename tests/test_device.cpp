@@ -2,7 +2,11 @@
 // entry points fail with a clear message.
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <string>
+
 #include "kernels/device.hpp"
+#include "kernels/device_buffer.hpp"
 #include "kernels/gpu_imaging.hpp"
 #include "kernels/imager.hpp"
 #include "radar/error.hpp"
@@ -31,6 +35,25 @@ TEST(Device, ClearErrorWithoutGpu) {
   EXPECT_THROW(GpuImagingPlan(test::small_system(), test::small_grid(), 1), InputError);
   EXPECT_THROW(Imager(test::small_system(), test::small_grid(), DeviceKind::Cuda), InputError);
   EXPECT_FALSE(cuda_unavailable_reason().empty());
+}
+
+// DeviceBuffer's uploads and downloads check their element range on the host before any CUDA call; the check
+// itself needs no GPU, so it is tested here (the buffers' own tests are gpu tests).
+TEST(Device, BufferCopiesMustStayInsideTheBuffer) {
+  EXPECT_NO_THROW(device_memory::require_within(0, 4, 4, "upload"));
+  EXPECT_NO_THROW(device_memory::require_within(4, 0, 4, "upload"));
+  EXPECT_THROW(device_memory::require_within(1, 4, 4, "upload"), InputError);
+  EXPECT_THROW(device_memory::require_within(5, 0, 4, "download"), InputError);
+  // offset + count would wrap around: still refused.
+  EXPECT_THROW(device_memory::require_within(SIZE_MAX, 2, 4, "download"), InputError);
+  try {
+    device_memory::require_within(2, 3, 4, "download");
+    ADD_FAILURE() << "accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("download of elements [2, 5) outside the buffer's 4"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Device, ImagerOnCpuMatchesCpuOperator) {
