@@ -56,11 +56,9 @@ LearnedPipeline::LearnedPipeline(const std::string& method, Model model, DeviceK
                       spec_.architecture, model_.architecture));
   device_ = resolve_device(device);  // InputError with the reason when CUDA is asked for and unavailable
   if (device_ == DeviceKind::Cuda) {
-    auto gpu =
+    engine_ =
         std::make_unique<GpuLearnedPipeline>(model_.system, model_.grid, model_.network(), model_.parameters,
                                              spec_.complex_input, precision, physics_mode, max_batch);
-    gpu_ = gpu.get();
-    engine_ = std::move(gpu);
     return;
   }
   require(
@@ -74,6 +72,8 @@ LearnedPipeline::LearnedPipeline(const std::string& method, Model model, DeviceK
 LearnedPipeline::~LearnedPipeline() = default;
 
 std::string LearnedPipeline::device_description() const { return engine_->description(); }
+
+GpuLearnedPipeline* LearnedPipeline::gpu() const { return dynamic_cast<GpuLearnedPipeline*>(engine_.get()); }
 
 void normalise_network_input(const cfloat* adjoint, int frames, std::size_t V, bool complex_input,
                              float* input) {

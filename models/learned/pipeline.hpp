@@ -79,7 +79,7 @@ class LearnedPipeline {
   Precision precision() const { return precision_; }
   std::string device_description() const;
   // The GPU pipeline (device-pointer entry points for benchmarks and the trainer); null on the CPU.
-  GpuLearnedPipeline* gpu() const { return gpu_; }
+  GpuLearnedPipeline* gpu() const;
 
  private:
   LearnedMethodSpec spec_;
@@ -87,7 +87,6 @@ class LearnedPipeline {
   DeviceKind device_ = DeviceKind::Cpu;
   Precision precision_ = Precision::Fp32;
   std::unique_ptr<PipelineEngine> engine_;
-  GpuLearnedPipeline* gpu_ = nullptr;  // engine_ when it is the GPU's (a typed view for gpu())
 };
 
 }  // namespace nfmimo::nn
