@@ -361,20 +361,24 @@ std::size_t GpuNetwork::device_bytes() const {
 
 GpuNetworkInternals& GpuNetwork::internals() { return impl_->internals; }
 
-int GpuNetwork::fused_convolutions(int n) const {
-  const auto* plan = impl_->plans.find(n);
+namespace {
+// The convolution sites of the plan of batch n for which `pick` holds (InputError when n is not planned).
+template <class Plans, class Pick>
+int count_conv_sites(const Plans& plans, int n, Pick pick) {
+  const auto* plan = plans.find(n);
   require(plan != nullptr, fmt::format("GPU network: batch {} is not planned", n));
-  int fused = 0;
-  for (const auto& c : plan->convs) fused += c && c->fused;
-  return fused;
+  int count = 0;
+  for (const auto& c : plan->convs) count += c && pick(*c);
+  return count;
+}
+}  // namespace
+
+int GpuNetwork::fused_convolutions(int n) const {
+  return count_conv_sites(impl_->plans, n, [](const auto& c) { return c.fused; });
 }
 
 int GpuNetwork::thin_convolutions(int n) const {
-  const auto* plan = impl_->plans.find(n);
-  require(plan != nullptr, fmt::format("GPU network: batch {} is not planned", n));
-  int thin = 0;
-  for (const auto& c : plan->convs) thin += c && c->thin;
-  return thin;
+  return count_conv_sites(impl_->plans, n, [](const auto& c) { return c.thin; });
 }
 
 void set_conv_fusion(ConvFusion policy) { fusion_policy().store(policy); }
