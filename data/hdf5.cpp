@@ -436,15 +436,23 @@ void File::resize_rows(const std::string& name, hsize_t rows) {
 
 namespace {
 
-Handle open_attribute_target(const File& f, const std::string& object) {
-  if (object == "/" || object.empty()) return Handle(H5Oopen(f.id(), "/", H5P_DEFAULT), H5Oclose);
-  if (!f.has(object)) throw InputError(fmt::format("{}: no object '{}' for attribute", f.path(), object));
-  return Handle(H5Oopen(f.id(), object.c_str(), H5P_DEFAULT), H5Oclose);
+// The object that holds attributes. Before a read its attribute messages are checked (HDF5 decodes them all
+// on any attribute call); a writer does not check, since the file it writes is nfmimo's own output.
+enum class Check { Messages, None };
+Handle open_attribute_target(const File& f, const std::string& object, Check check = Check::Messages) {
+  const bool root = object == "/" || object.empty();
+  if (!root && !f.has(object))
+    throw InputError(fmt::format("{}: no object '{}' for attribute", f.path(), object));
+  Handle target(H5Oopen(f.id(), root ? "/" : object.c_str(), H5P_DEFAULT), H5Oclose);
+  if (!target) throw InputError(fmt::format("{}: cannot open object '{}'", f.path(), root ? "/" : object));
+  if (check == Check::Messages)
+    check_attribute_messages(target.get(), f.path(), fmt::format("object '{}'", root ? "/" : object));
+  return target;
 }
 
 void write_attribute(const File& f, const std::string& object, const std::string& name, hid_t type,
                      const void* value) {
-  Handle target = open_attribute_target(f, object);
+  Handle target = open_attribute_target(f, object, Check::None);
   if (H5Aexists(target.get(), name.c_str()) > 0) H5Adelete(target.get(), name.c_str());
   Handle space(H5Screate(H5S_SCALAR), H5Sclose);
   Handle a(H5Acreate2(target.get(), name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);

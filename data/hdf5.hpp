@@ -151,6 +151,11 @@ std::vector<std::string> read_string_values(hid_t attribute, const std::string& 
 
 // Refuses (InputError) an attribute whose stored bytes are fewer than its values need: HDF5 1.10 would read
 // past them. Every attribute reader calls it before H5Aread.
+// Checks every attribute message in `object`'s header before HDF5 decodes them (data/hdf5_headers.cpp): HDF5
+// 1.10.8 copies an attribute's declared value size out of the message without comparing it with the message's
+// size. A damaged header is an InputError naming `shown` (the file) and `what` (the object).
+void check_attribute_messages(hid_t object, const std::string& shown, const std::string& what);
+
 void require_attribute_storage(hid_t attribute, const std::string& shown, const std::string& what);
 
 // Silences HDF5's own error printing (we report errors ourselves); called once by File.

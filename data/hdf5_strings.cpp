@@ -8,8 +8,6 @@
 // (docs/reliability.md), so nfmimo reads the raw heap IDs first, walks each collection exactly as HDF5's
 // parser would, and refuses the file when HDF5 would misbehave. Format: HDF5 File Format Specification 3.0,
 // III.E "Global Heap" and the variable-length datatype's disk form (4-byte length, address, 4-byte index).
-#include <unistd.h>
-
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -17,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "data/hdf5.hpp"
+#include "data/hdf5_raw.hpp"
 #include "radar/error.hpp"
 
 namespace nfmimo::h5 {
@@ -50,58 +49,6 @@ void register_raw_heap_ids() {
   });
 }
 
-std::uint64_t little_endian(const unsigned char* p, std::size_t bytes) {
-  std::uint64_t v = 0;
-  for (std::size_t i = bytes; i-- > 0;) v = (v << 8) | p[i];
-  return v;
-}
-
-// The bytes of the open file, through its driver: sec2 (files on disk) or core (in-memory images).
-class FileBytes {
- public:
-  FileBytes(hid_t file, const std::string& shown) : shown_(shown) {
-    Handle fapl(H5Fget_access_plist(file), H5Pclose);
-    const hid_t driver = fapl ? H5Pget_driver(fapl.get()) : -1;
-    void* handle = nullptr;
-    hsize_t size = 0;
-    if (driver < 0 || H5Fget_vfd_handle(file, fapl.get(), &handle) < 0 || !handle ||
-        H5Fget_filesize(file, &size) < 0)
-      throw InputError(fmt::format("{}: cannot check its string attributes (no file handle)", shown));
-    size_ = size;
-    if (driver == H5FD_SEC2)
-      fd_ = *static_cast<int*>(handle);
-    else if (driver == H5FD_CORE)
-      memory_ = *static_cast<const unsigned char**>(handle);  // the core driver hands out &its_buffer
-    else
-      throw InputError(fmt::format("{}: cannot check its string attributes (unexpected HDF5 driver)", shown));
-  }
-  std::uint64_t size() const { return size_; }
-  void read(std::uint64_t offset, std::size_t bytes, unsigned char* out) const {
-    if (offset > size_ || bytes > size_ - offset)
-      throw damaged("a heap object lies past the end of the file");
-    if (memory_) {
-      std::memcpy(out, memory_ + offset, bytes);
-      return;
-    }
-    std::size_t done = 0;
-    while (done < bytes) {
-      const ssize_t n = pread(fd_, out + done, bytes - done, static_cast<off_t>(offset + done));
-      if (n <= 0) throw InputError(fmt::format("{}: cannot read its string attributes (read error)", shown_));
-      done += static_cast<std::size_t>(n);
-    }
-  }
-  InputError damaged(const std::string& what) const {
-    return InputError(
-        fmt::format("{}: damaged HDF5 file: {} (a string attribute's global heap)", shown_, what));
-  }
-
- private:
-  std::string shown_;
-  std::uint64_t size_ = 0;
-  int fd_ = -1;
-  const unsigned char* memory_ = nullptr;
-};
-
 // One collection's objects, index -> stored size, parsed as H5HG__cache_heap_deserialize does.
 using Collection = std::map<std::uint32_t, std::uint64_t>;
 
@@ -131,22 +78,6 @@ Collection parse_collection(const FileBytes& file, std::uint64_t at, std::size_t
     p += need;
   }
   return objects;
-}
-
-// The file's address and length sizes and its user block (heap addresses count from the superblock after it).
-struct FileLayout {
-  std::size_t sizeof_addr = 0, sizeof_size = 0;
-  hsize_t userblock = 0;
-};
-
-FileLayout file_layout(hid_t file, const std::string& shown, const std::string& what) {
-  Handle fcpl(file >= 0 ? H5Fget_create_plist(file) : -1, H5Pclose);
-  FileLayout l;
-  if (!fcpl || H5Pget_sizes(fcpl.get(), &l.sizeof_addr, &l.sizeof_size) < 0 ||
-      H5Pget_userblock(fcpl.get(), &l.userblock) < 0 || l.sizeof_addr == 0 || l.sizeof_addr > 8 ||
-      l.sizeof_size == 0 || l.sizeof_size > 8)
-    throw InputError(fmt::format("{}: cannot read {}", shown, what));
-  return l;
 }
 
 }  // namespace
@@ -195,7 +126,7 @@ std::vector<std::string> read_string_values(hid_t attribute, const std::string& 
     std::vector<unsigned char> ids(id_size * static_cast<std::size_t>(n));
     if (H5Aread(attribute, raw.get(), ids.data()) < 0)
       throw InputError(fmt::format("{}: cannot read {}", shown, what));
-    const FileBytes bytes(file.get(), shown);
+    const FileBytes bytes(file.get(), shown, "a string attribute's global heap");
     std::map<std::uint64_t, Collection> collections;
     for (hssize_t i = 0; i < n; ++i) {
       const unsigned char* id = ids.data() + id_size * static_cast<std::size_t>(i);

@@ -141,6 +141,7 @@ class MatV73File final : public MatFile {
 
   // The MATLAB_class tag: "" when absent or not one string (the caller then refuses the field by its type).
   std::string string_attribute(hid_t object, const char* name, const std::string& field) const {
+    h5::check_attribute_messages(object, path(), fmt::format("field '{}'", field));
     if (H5Aexists(object, name) <= 0) return "";
     h5::Handle attr(H5Aopen(object, name, H5P_DEFAULT), H5Aclose);
     h5::Handle type(attr ? H5Aget_type(attr.get()) : -1, H5Tclose);
@@ -152,6 +153,7 @@ class MatV73File final : public MatFile {
 
   // The MATLAB_empty flag: 0 when absent or not one integer (one value only: H5Aread writes every element).
   long long int_attribute(hid_t object, const char* name, const std::string& field) const {
+    h5::check_attribute_messages(object, path(), fmt::format("field '{}'", field));
     if (H5Aexists(object, name) <= 0) return 0;
     h5::Handle attr(H5Aopen(object, name, H5P_DEFAULT), H5Aclose);
     h5::Handle type(attr ? H5Aget_type(attr.get()) : -1, H5Tclose);

@@ -1,0 +1,208 @@
+// Attribute messages whose declared value does not fit in the message (data/hdf5_headers.cpp). HDF5 1.10.8
+// copies the declared size on any attribute call (H5Aexists included) and so read past its header buffer: the
+// fuzzers found it in every smoke (tests/fuzz/corpus/*/attribute-value-past-message*). Every damaged case
+// must be a refusal naming the file and the object; every valid header, of either version, must pass.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+
+#include "data/hdf5.hpp"
+#include "data/measurement_file.hpp"
+#include "models/weights.hpp"
+#include "radar/error.hpp"
+#include "synthesizer/dataset.hpp"
+
+namespace fs = std::filesystem;
+using namespace nfmimo;
+
+namespace {
+
+std::vector<unsigned char> read_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_bytes(const fs::path& p, const std::vector<unsigned char>& b) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+
+std::uint64_t get_le(const unsigned char* p, int n) {
+  std::uint64_t v = 0;
+  for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+void put_le(unsigned char* p, int n, std::uint64_t v) {
+  for (int i = 0; i < n; ++i, v >>= 8) p[i] = static_cast<unsigned char>(v & 0xff);
+}
+
+// Writes, with HDF5's own API, a root group holding a scalar integer, a 4-value integer array and a string
+// attribute, and a dataset with one attribute; `latest` makes version-2 object headers (checksummed).
+void write_file(const fs::path& path, bool latest) {
+  h5::Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  if (latest) H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+  h5::Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose);
+  ASSERT_TRUE(file);
+  h5::Handle scalar(H5Screate(H5S_SCALAR), H5Sclose);
+  const hsize_t four = 4;
+  h5::Handle vector(H5Screate_simple(1, &four, nullptr), H5Sclose);
+  const std::int64_t one = 7, values[4] = {1, 2, 3, 4};
+  h5::Handle a(H5Acreate2(file.get(), "count", H5T_STD_I64LE, scalar.get(), H5P_DEFAULT, H5P_DEFAULT),
+               H5Aclose);
+  H5Awrite(a.get(), H5T_NATIVE_INT64, &one);
+  h5::Handle b(H5Acreate2(file.get(), "values", H5T_STD_I64LE, vector.get(), H5P_DEFAULT, H5P_DEFAULT),
+               H5Aclose);
+  H5Awrite(b.get(), H5T_NATIVE_INT64, values);
+  h5::Handle d(
+      H5Dcreate2(file.get(), "data", H5T_IEEE_F32LE, vector.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+      H5Dclose);
+  h5::Handle c(H5Acreate2(d.get(), "unit", H5T_STD_I64LE, scalar.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  H5Awrite(c.get(), H5T_NATIVE_INT64, &one);
+}
+
+// The attribute message named `name`: offsets of its start (the version byte) and of its parts.
+struct Message {
+  std::size_t start = 0, type = 0, space = 0;
+  unsigned version = 0;
+};
+
+Message find_attribute(const std::vector<unsigned char>& bytes, const std::string& name) {
+  const std::string key = name + '\0';
+  for (auto it = bytes.begin();; ++it) {
+    it = std::search(it, bytes.end(), key.begin(), key.end());
+    if (it == bytes.end()) break;
+    const auto at = static_cast<std::size_t>(it - bytes.begin());
+    for (std::size_t head : {8u, 9u}) {  // versions 1 and 2 have an 8-byte head, version 3 a 9-byte one
+      if (at < head) continue;
+      const unsigned char* m = bytes.data() + at - head;
+      const unsigned v = m[0];
+      if (!((v == 1 || v == 2) && head == 8) && !(v == 3 && head == 9)) continue;
+      if (get_le(m + 2, 2) != key.size()) continue;
+      const auto pad = [&](std::uint64_t n) { return v == 1 ? (n + 7) / 8 * 8 : n; };
+      Message msg{at - head, 0, 0, v};
+      msg.type = at + pad(key.size());
+      msg.space = msg.type + pad(get_le(m + 4, 2));
+      return msg;
+    }
+  }
+  ADD_FAILURE() << "no attribute message named " << name;
+  return {};
+}
+
+class HeaderTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    std::string name = "nfmimo_headers_" + std::to_string(::getpid()) + "_" +
+                       ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::replace(name.begin(), name.end(), '/', '_');  // parameterised names are "Case/Version1"
+    dir_ = fs::temp_directory_path() / name;
+    fs::create_directories(dir_);
+    path_ = dir_ / "a.h5";
+    write_file(path_, GetParam());
+    bytes_ = read_bytes(path_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // The damaged copy's refusal message (empty when nothing was refused).
+  std::string refusal(const std::vector<unsigned char>& damaged, const std::string& object = "/") {
+    const fs::path p = dir_ / "damaged.h5";
+    write_bytes(p, damaged);
+    try {
+      h5::File f(p.string(), h5::File::Mode::Read);
+      (void)f.has_attribute(object, "count");
+      (void)f.int_attribute(object, "count");
+    } catch (const InputError& e) {
+      return e.what();
+    }
+    return "";
+  }
+
+  fs::path dir_, path_;
+  std::vector<unsigned char> bytes_;
+};
+
+TEST_P(HeaderTest, ValidHeadersPass) {
+  h5::File f(path_.string(), h5::File::Mode::Read);
+  EXPECT_EQ(f.int_attribute("/", "count").value(), 7);
+  EXPECT_EQ(f.int_attribute("data", "unit").value(), 7);
+  EXPECT_FALSE(f.has_attribute("/", "absent"));
+  h5::Handle root(H5Oopen(f.id(), "/", H5P_DEFAULT), H5Oclose);
+  EXPECT_NO_THROW(h5::check_attribute_messages(root.get(), "a.h5", "object '/'"));
+}
+
+// Version-2 headers carry a checksum that HDF5 verifies before anything is decoded, so a damaged one never
+// reaches the attribute decoder: the damage cases run on version-1 headers, as every fuzz finding did.
+class DamagedHeaderTest : public HeaderTest {};
+
+TEST_P(DamagedHeaderTest, MoreValuesThanTheMessageHolds) {
+  const Message m = find_attribute(bytes_, "values");
+  auto damaged = bytes_;
+  // Dataspace version 1: dimensions from byte 8; version 2: from byte 4 (8-byte lengths in these files).
+  put_le(&damaged[m.space + (damaged[m.space] == 1 ? 8 : 4)], 8, 4000);
+  const std::string why = refusal(damaged);
+  EXPECT_NE(
+      why.find("damaged.h5: damaged HDF5 file: object '/': an attribute declares 4000 values of 8 bytes"),
+      std::string::npos)
+      << why;
+}
+
+TEST_P(DamagedHeaderTest, LargerValuesThanTheMessageHolds) {
+  const Message m = find_attribute(bytes_, "values");
+  auto damaged = bytes_;
+  put_le(&damaged[m.type + 4], 4, 1 << 20);  // the datatype's element size
+  const std::string why = refusal(damaged);
+  EXPECT_NE(why.find("an attribute declares 4 values of 1048576 bytes"), std::string::npos) << why;
+}
+
+TEST_P(DamagedHeaderTest, PartsLargerThanTheMessage) {
+  const Message m = find_attribute(bytes_, "count");
+  auto damaged = bytes_;
+  put_le(&damaged[m.start + 6], 2, 0xfff0);  // the dataspace's size
+  const std::string why = refusal(damaged);
+  EXPECT_NE(why.find("bytes of name, type and dataspace"), std::string::npos) << why;
+}
+
+TEST_P(DamagedHeaderTest, DamageOnADatasetIsFoundToo) {
+  const Message m = find_attribute(bytes_, "unit");
+  auto damaged = bytes_;
+  put_le(&damaged[m.type + 4], 4, 1 << 20);
+  const std::string why = refusal(damaged, "data");
+  EXPECT_NE(why.find("object 'data': an attribute declares 1 values of 1048576 bytes"), std::string::npos)
+      << why;
+}
+
+INSTANTIATE_TEST_SUITE_P(HeaderVersions, HeaderTest, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Version2" : "Version1"; });
+INSTANTIATE_TEST_SUITE_P(HeaderVersion1, DamagedHeaderTest, ::testing::Values(false),
+                         [](const auto&) { return std::string("Version1"); });
+
+// The fuzzers' inputs (one per reader): before the check each overflowed a heap buffer inside H5Aexists.
+TEST(HeaderFuzzFindings, AreRefusedByEveryReader) {
+  const fs::path corpus = fs::path(NFMIMO_SOURCE_DIR) / "tests" / "fuzz" / "corpus";
+  int checked = 0;
+  for (const auto& [reader, read] :
+       std::vector<std::pair<std::string, std::function<void(const std::string&)>>>{
+           {"measurements", [](const std::string& p) { (void)read_measurement_header(p); }},
+           {"dataset", [](const std::string& p) { (void)read_dataset_info(p); }},
+           {"weights", [](const std::string& p) { (void)nn::read_model(p); }}}) {
+    for (const auto& e : fs::directory_iterator(corpus / reader)) {
+      if (e.path().filename().string().rfind("attribute-value-past-message", 0) != 0) continue;
+      ++checked;
+      try {
+        read(e.path().string());
+        ADD_FAILURE() << e.path() << " was accepted";
+      } catch (const InputError& err) {
+        EXPECT_NE(std::string(err.what()).find("damaged HDF5 file"), std::string::npos) << err.what();
+      }
+    }
+  }
+  EXPECT_EQ(checked, 3);
+}
+
+}  // namespace
