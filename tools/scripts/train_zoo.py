@@ -51,8 +51,11 @@ MODELS = {
                           stem="deep2s-resnet_paper_k15_snr30", start="random",
                           loss=["--loss", "mse+ssim", "--ssim-weight", "0.1"], lr=1e-3, weight=1, cpu_rate=0.8),
     # The composites (a 0.6 GB dense layer): CPU only, not shipped (rebuilt here), opt-in with --models.
+    # Its start (A^H and the best cv-deep2s U-Net) is already that model, so it is fine-tuned: a low learning rate,
+    # since Adam moves each of the 0.6 GB dense layer's weights by about lr per step, whatever A^H's scale.
     "deep2s-plus": dict(arch=["--arch", "deep2s-plus"], stem="deep2s-plus_paper_k15_snr30", start="init:cv-deep2s",
-                        loss=["--loss", "mse"], lr=1e-3, weight=1, cpu_rate=0.5, composite=True),
+                        loss=["--loss", "mse+ssim", "--ssim-weight", "0.1"], lr=1e-4, weight=1, cpu_rate=0.5,
+                        composite=True),
     # DeepDI's first session starts from the LMMSE estimator fitted on synthesized pairs (tools/scripts/
     # fit_lmmse.py; no physics in the estimator) with cv-deep2s's U-Net, the composite's own graph trained on
     # complex random-phase images (itself a transfer from Deep2S); both starts are pretrained, hence the
