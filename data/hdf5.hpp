@@ -155,6 +155,9 @@ std::vector<std::string> read_string_values(hid_t attribute, const std::string& 
 // 1.10.8 copies an attribute's declared value size out of the message without comparing it with the message's
 // size. A damaged header is an InputError naming `shown` (the file) and `what` (the object).
 void check_attribute_messages(hid_t object, const std::string& shown, const std::string& what);
+// Checks that a compact dataset's layout message holds the values its dataspace and datatype declare (HDF5
+// 1.10.8 copies the declared size out of it). Same file and messages as above.
+void check_dataset_layout(hid_t dataset, const std::string& shown, const std::string& what);
 
 void require_attribute_storage(hid_t attribute, const std::string& shown, const std::string& what);
 

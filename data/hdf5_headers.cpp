@@ -8,8 +8,9 @@
 // does, and refuses the file when an attribute message does not hold what it declares. Format: HDF5 File
 // Format Specification 3.0, IV.A.1 (object header prefix, versions 1 and 2), IV.A.2.b (dataspace), IV.A.2.d
 // (datatype), IV.A.2.m (attribute) and IV.A.2.q (header continuation).
-#include <cerrno>
 #include <cstring>
+#include <functional>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -23,6 +24,9 @@ namespace {
 
 constexpr unsigned kMessageContinuation = 0x10;
 constexpr unsigned kMessageAttribute = 0x0C;
+constexpr unsigned kMessageDataspace = 0x01;
+constexpr unsigned kMessageDatatype = 0x03;
+constexpr unsigned kMessageLayout = 0x08;
 constexpr unsigned kMessageShared = 0x02;  // the message's bytes are a reference to a shared message
 constexpr unsigned kDatatypeVariableLength = 9;
 constexpr std::size_t kMaxChunks = 4096;              // a longer continuation chain is refused
@@ -33,6 +37,34 @@ std::uint64_t round8(std::uint64_t n) { return (n + 7) / 8 * 8; }
 struct Chunk {
   std::uint64_t address = 0, length = 0;
 };
+
+// Elements of a dataspace message (version 1: rank 0 is a scalar; version 2: type 0 scalar, 1 simple, 2
+// null), or nullopt for a message too damaged to say.
+std::optional<std::uint64_t> dataspace_count(const unsigned char* s, std::uint64_t size,
+                                             std::size_t sizeof_size) {
+  if (size < 4) return std::nullopt;
+  const unsigned version = s[0], rank = s[1];
+  const std::uint64_t dims_at = version == 1 ? 8 : 4;
+  if ((version != 1 && version != 2) || rank > 32 || dims_at + rank * sizeof_size > size) return std::nullopt;
+  if (version == 2 && s[3] == 2) return 0;
+  std::uint64_t count = 1;
+  for (unsigned i = 0; i < rank; ++i) {
+    const std::uint64_t d = little_endian(s + dims_at + i * sizeof_size, sizeof_size);
+    if (d == 0) return 0;
+    if (count > UINT64_MAX / d) return std::nullopt;
+    count *= d;
+  }
+  return count;
+}
+
+// The stored size of one element of a datatype message (for a variable-length type, at least its heap ID).
+std::optional<std::uint64_t> datatype_size(const unsigned char* t, std::uint64_t size,
+                                           std::size_t sizeof_addr) {
+  if (size < 8) return std::nullopt;
+  const std::uint64_t element = little_endian(t + 4, 4);
+  if ((t[0] & 0x0F) == kDatatypeVariableLength) return std::max<std::uint64_t>(element, 8 + sizeof_addr);
+  return element;
+}
 
 // One attribute message's bytes [p, p + size): its parts must lie inside it, and so must its value.
 void check_attribute(const unsigned char* p, std::uint64_t size, const FileLayout& layout,
@@ -57,39 +89,23 @@ void check_attribute(const unsigned char* p, std::uint64_t size, const FileLayou
   // and HDF5 reads it from that message. nfmimo never writes these; they are left to HDF5.
   if (flags & 0x03) return;
   const unsigned char* t = n + padded(name);
-  const unsigned char* s = t + padded(type);
-  if (type < 8) throw bad("an attribute's datatype is shorter than a datatype message");
-  std::uint64_t element = little_endian(t + 4, 4);
-  if ((t[0] & 0x0F) == kDatatypeVariableLength)  // stored as {length (4), heap address, index (4)}
-    element = std::max<std::uint64_t>(element, 8 + layout.sizeof_addr);
-  // Dataspace: version 1 {version, rank, flags, 5 reserved}, version 2 {version, rank, flags, type}; then the
-  // dimensions (sizeof_size bytes each). Version 1's rank 0 and version 2's type 0 are scalars, type 2 is
-  // null.
-  if (space < 4) throw bad("an attribute's dataspace is shorter than a dataspace message");
-  const unsigned space_version = s[0], rank = s[1];
-  const std::uint64_t dims_at = space_version == 1 ? 8 : 4;
-  if ((space_version != 1 && space_version != 2) || rank > 32)
-    throw bad(fmt::format("an attribute's dataspace has version {} and rank {}", space_version, rank));
-  if (dims_at + rank * layout.sizeof_size > space)
-    throw bad("an attribute's dataspace is shorter than its rank");
-  std::uint64_t count = 1;
-  if (space_version == 2 && s[3] == 2) count = 0;
-  for (unsigned i = 0; i < rank && count; ++i) {
-    const std::uint64_t d = little_endian(s + dims_at + i * layout.sizeof_size, layout.sizeof_size);
-    if (d != 0 && count > UINT64_MAX / d)
-      throw bad("an attribute's dataspace declares more values than exist");
-    count *= d;
-  }
-  if (count != 0 && element > (size - value_at) / count)
+  const auto element = datatype_size(t, type, layout.sizeof_addr);
+  const auto count = dataspace_count(t + padded(type), space, layout.sizeof_size);
+  if (!element) throw bad("an attribute's datatype is shorter than a datatype message");
+  if (!count) throw bad("an attribute's dataspace cannot be read (its version, rank or length)");
+  if (*count != 0 && *element > (size - value_at) / *count)
     throw bad(fmt::format("an attribute declares {} values of {} bytes in a message that holds {} bytes",
-                          count, element, size - value_at));
+                          *count, *element, size - value_at));
 }
 
+// One unshared message of a header: its type and bytes.
+using Visit = std::function<void(unsigned type, const unsigned char* data, std::uint64_t size)>;
+
 // The messages of one chunk's message area [begin, end) of `bytes` (version 1 or 2 layout); continuation
-// messages append their chunks to `chunks`.
+// messages append their chunks to `chunks`, other unshared messages go to `visit`.
 void walk_messages(const std::vector<unsigned char>& bytes, std::size_t begin, std::size_t end,
                    unsigned version, bool creation_order, const FileLayout& layout, const FileBytes& file,
-                   const std::string& what, std::vector<Chunk>& chunks) {
+                   const std::string& what, std::vector<Chunk>& chunks, const Visit& visit) {
   const std::size_t header = version == 1 ? 8 : (creation_order ? 6 : 4);
   std::size_t p = begin;
   while (p + header <= end) {
@@ -105,27 +121,37 @@ void walk_messages(const std::vector<unsigned char>& bytes, std::size_t begin, s
         throw file.damaged(fmt::format("{}: a continuation message of {} bytes", what, size));
       chunks.push_back({little_endian(data, layout.sizeof_addr),
                         little_endian(data + layout.sizeof_addr, layout.sizeof_size)});
-    } else if (type == kMessageAttribute && !(flags & kMessageShared)) {
-      check_attribute(data, size, layout, file, what);
+    } else if (!(flags & kMessageShared)) {
+      visit(type, data, size);
     }
     p += header + size;
     if (version == 1) p = begin + round8(p - begin);
   }
 }
 
-}  // namespace
+// An object header's unshared messages, copied out of the file.
+struct Message {
+  unsigned type = 0;
+  std::vector<unsigned char> data;
+};
+struct Header {
+  FileLayout layout;
+  std::vector<Message> messages;
+};
 
-void check_attribute_messages(hid_t object, const std::string& shown, const std::string& what) {
+// Reads `object`'s header (all chunks) and returns its unshared messages; `check` then runs on them with the
+// file's bytes at hand for its messages. Only files open read-only are checked: a file open for writing is
+// nfmimo's own output (or its partial output, resumed), and its newest header may still be in HDF5's cache.
+void check_header(hid_t object, const std::string& shown, const std::string& what, const std::string& part,
+                  const std::function<void(const Header&, const FileBytes&)>& check) {
   Handle file(H5Iget_file_id(object), H5Fclose);
-  // A file open for writing (a resumed output) may hold a newer header in HDF5's cache than on disk: written
-  // out first; a failure names the system's reason (a full disk).
   unsigned intent = 0;
   if (!file || H5Fget_intent(file.get(), &intent) < 0)
     throw InputError(fmt::format("{}: cannot read {}", shown, what));
-  if ((intent & H5F_ACC_RDWR) && H5Fflush(file.get(), H5F_SCOPE_LOCAL) < 0)
-    throw InputError(fmt::format("{}: cannot write out its pending changes before reading {} ({})", shown,
-                                 what, std::strerror(errno)));
-  const FileLayout layout = file_layout(file.get(), shown, what);
+  if (intent & H5F_ACC_RDWR) return;
+  Header header;
+  FileLayout& layout = header.layout;
+  layout = file_layout(file.get(), shown, what);
   haddr_t address = HADDR_UNDEF;
 #if H5_VERSION_GE(1, 12, 0)
   H5O_info2_t info;
@@ -136,7 +162,7 @@ void check_attribute_messages(hid_t object, const std::string& shown, const std:
   if (H5Oget_info2(object, &info, H5O_INFO_BASIC) >= 0) address = info.addr;
 #endif
   if (address == HADDR_UNDEF) throw InputError(fmt::format("{}: cannot read {}", shown, what));
-  const FileBytes bytes(file.get(), shown, "an object header's attribute messages");
+  const FileBytes bytes(file.get(), shown, part);
 
   // The prefix: version 1 {1, 0, messages (2), references (4), chunk size (4), 4 reserved}; version 2
   // {"OHDR", 2, flags, [4 times of 4 bytes], [2 attribute limits of 2 bytes], chunk size (1, 2, 4 or 8
@@ -189,8 +215,53 @@ void check_attribute_messages(hid_t object, const std::string& shown, const std:
       begin = i == 0 ? area : 4;
       end = chunk.size() - 4;
     }
-    walk_messages(chunk, begin, end, version, creation_order, layout, bytes, what, chunks);
+    walk_messages(chunk, begin, end, version, creation_order, layout, bytes, what, chunks,
+                  [&](unsigned type, const unsigned char* data, std::uint64_t size) {
+                    header.messages.push_back({type, std::vector<unsigned char>(data, data + size)});
+                  });
   }
+  check(header, bytes);
+}
+
+}  // namespace
+
+void check_attribute_messages(hid_t object, const std::string& shown, const std::string& what) {
+  check_header(object, shown, what, "an object header's attribute messages",
+               [&](const Header& h, const FileBytes& bytes) {
+                 for (const Message& m : h.messages)
+                   if (m.type == kMessageAttribute)
+                     check_attribute(m.data.data(), m.data.size(), h.layout, bytes, what);
+               });
+}
+
+void check_dataset_layout(hid_t dataset, const std::string& shown, const std::string& what) {
+  // HDF5 1.10.8 reads a compact dataset (its values stored in the layout message itself) by the dataspace's
+  // element count times the datatype's size, whatever the message holds: a damaged dataspace makes H5Dread
+  // copy from past the header's buffer (a SEGV in H5VM_memcpyvv; h5py crashes too). Layout message versions 3
+  // and 4: {version, class (0: compact), size (2), data}.
+  check_header(dataset, shown, what, "a dataset's layout", [&](const Header& h, const FileBytes& bytes) {
+    const Message *space = nullptr, *type = nullptr, *layout = nullptr;
+    for (const Message& m : h.messages) {
+      if (m.type == kMessageDataspace) space = &m;
+      if (m.type == kMessageDatatype) type = &m;
+      if (m.type == kMessageLayout) layout = &m;
+    }
+    if (!layout || layout->data.size() < 2 || (layout->data[0] != 3 && layout->data[0] != 4) ||
+        layout->data[1] != 0)
+      return;  // not compact (or an old layout version, which nfmimo never writes): HDF5 reads from the file
+    if (layout->data.size() < 4 || 4 + little_endian(&layout->data[2], 2) > layout->data.size())
+      throw bytes.damaged(fmt::format("{}: a compact layout that declares more bytes than it holds", what));
+    const std::uint64_t stored = little_endian(&layout->data[2], 2);
+    if (!space || !type) return;  // shared (a committed datatype): left to HDF5
+    const auto count = dataspace_count(space->data.data(), space->data.size(), h.layout.sizeof_size);
+    const auto element = datatype_size(type->data.data(), type->data.size(), h.layout.sizeof_addr);
+    if (!count || !element)
+      throw bytes.damaged(fmt::format("{}: a dataspace or datatype message that cannot be read", what));
+    if (*count != 0 && *element > stored / *count)
+      throw bytes.damaged(
+          fmt::format("{}: a compact dataset declares {} values of {} bytes and holds {} bytes", what, *count,
+                      *element, stored));
+  });
 }
 
 }  // namespace nfmimo::h5

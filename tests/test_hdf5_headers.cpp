@@ -64,6 +64,16 @@ void write_file(const fs::path& path, bool latest) {
       H5Dclose);
   h5::Handle c(H5Acreate2(d.get(), "unit", H5T_STD_I64LE, scalar.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
   H5Awrite(c.get(), H5T_NATIVE_INT64, &one);
+  // A compact dataset of 5 floats: its values live in its layout message.
+  const hsize_t five = 5;
+  const float floats[5] = {0, 1, 2, 3, 4};
+  h5::Handle space5(H5Screate_simple(1, &five, nullptr), H5Sclose);
+  h5::Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  H5Pset_layout(dcpl.get(), H5D_COMPACT);
+  h5::Handle e(
+      H5Dcreate2(file.get(), "compact", H5T_IEEE_F32LE, space5.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+      H5Dclose);
+  H5Dwrite(e.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, floats);
 }
 
 // The attribute message named `name`: offsets of its start (the version byte) and of its parts.
@@ -132,6 +142,7 @@ TEST_P(HeaderTest, ValidHeadersPass) {
   EXPECT_EQ(f.int_attribute("/", "count").value(), 7);
   EXPECT_EQ(f.int_attribute("data", "unit").value(), 7);
   EXPECT_FALSE(f.has_attribute("/", "absent"));
+  EXPECT_EQ(f.read<float>("compact").data, (std::vector<float>{0, 1, 2, 3, 4}));
   h5::Handle root(H5Oopen(f.id(), "/", H5P_DEFAULT), H5Oclose);
   EXPECT_NO_THROW(h5::check_attribute_messages(root.get(), "a.h5", "object '/'"));
 }
@@ -174,6 +185,37 @@ TEST_P(DamagedHeaderTest, DamageOnADatasetIsFoundToo) {
   put_le(&damaged[m.type + 4], 4, 1 << 20);
   const std::string why = refusal(damaged, "data");
   EXPECT_NE(why.find("object 'data': an attribute declares 1 values of 1048576 bytes"), std::string::npos)
+      << why;
+}
+
+// A compact dataset whose dataspace declares more values than its layout message holds: HDF5 1.10.8 copied
+// them from past the header's buffer (a SEGV in H5VM_memcpyvv; h5py crashes on the same file).
+TEST_P(DamagedHeaderTest, CompactDatasetWithMoreValuesThanItHolds) {
+  // The dataset's version-1 dataspace: {1, rank 1, flags, 0, 4 reserved} and the dimension 5 (8 bytes).
+  const unsigned char key[] = {1, 1};
+  auto damaged = bytes_;
+  std::size_t found = 0;
+  for (std::size_t i = 0; i + 24 <= damaged.size(); ++i)
+    if (std::equal(std::begin(key), std::end(key), &damaged[i]) && get_le(&damaged[i + 4], 4) == 0 &&
+        get_le(&damaged[i + 8], 8) == 5) {
+      put_le(&damaged[i + 8], 8, 400000);
+      if (damaged[i + 2] & 1) put_le(&damaged[i + 16], 8, 400000);  // its maximum too
+      ++found;
+    }
+  ASSERT_EQ(found, 1u);
+  const fs::path p = dir_ / "damaged.h5";
+  write_bytes(p, damaged);
+  std::string why;
+  try {
+    h5::File f(p.string(), h5::File::Mode::Read);
+    (void)f.read<float>("compact");
+  } catch (const InputError& e) {
+    why = e.what();
+  }
+  EXPECT_NE(
+      why.find("damaged.h5: damaged HDF5 file: dataset 'compact': a compact dataset declares 400000 values "
+               "of 4 bytes and holds 20 bytes"),
+      std::string::npos)
       << why;
 }
 
