@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <filesystem>
 #include <mutex>
@@ -165,6 +166,13 @@ File::File(const std::string& path, Mode mode, const std::string& shown)
     // empty image would make HDF5 read the path from the disk instead, so it is refused here).
     if (t_file_image.size == 0) throw InputError(fmt::format("{}: not an HDF5 file (empty)", path));
     Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+    const auto* image = static_cast<const unsigned char*>(t_file_image.data);
+    check_root_header(
+        [&](std::uint64_t offset, std::size_t bytes, unsigned char* out) {
+          std::memcpy(out, image + offset, bytes);  // check_root_header reads inside `size` only
+          return true;
+        },
+        t_file_image.size, path);
     if (!fapl || H5Pset_fapl_core(fapl.get(), 64 * 1024, 0) < 0 ||
         H5Pset_file_image(fapl.get(), const_cast<void*>(t_file_image.data), t_file_image.size) < 0)
       throw InputError(fmt::format("{}: cannot open the in-memory file image", path));
@@ -181,6 +189,18 @@ File::File(const std::string& path, Mode mode, const std::string& shown)
   }
   require_regular_file(path);  // before HDF5 opens it: a FIFO would block for ever
   if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(fmt::format("{}: not an HDF5 file", shown_));
+  if (mode == Mode::Read) {
+    std::ifstream in(path, std::ios::binary);
+    in.seekg(0, std::ios::end);
+    const auto size = static_cast<std::uint64_t>(std::max<std::streamoff>(in.tellg(), 0));
+    check_root_header(
+        [&](std::uint64_t offset, std::size_t bytes, unsigned char* out) {
+          in.seekg(static_cast<std::streamoff>(offset));
+          return static_cast<bool>(
+              in.read(reinterpret_cast<char*>(out), static_cast<std::streamsize>(bytes)));
+        },
+        size, shown_);
+  }
   file_ = Handle(H5Fopen(path.c_str(), mode == Mode::Read ? H5F_ACC_RDONLY : H5F_ACC_RDWR, H5P_DEFAULT),
                  H5Fclose);
   if (!file_) throw InputError(fmt::format("{}: cannot open the HDF5 file (damaged or locked?)", shown_));
@@ -259,6 +279,7 @@ bool File::has(const std::string& name) const {
     partial = name.substr(0, next);
     if (!partial.empty() && partial != "/") {
       if (H5Lexists(id(), partial.c_str(), H5P_DEFAULT) <= 0) return false;
+      check_link_target(id(), partial, shown_);  // before HDF5 loads the object's header
     }
     pos = next;
   }

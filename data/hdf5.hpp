@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <functional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -158,6 +159,13 @@ void check_attribute_messages(hid_t object, const std::string& shown, const std:
 // Checks that a compact dataset's layout message holds the values its dataspace and datatype declare (HDF5
 // 1.10.8 copies the declared size out of it). Same file and messages as above.
 void check_dataset_layout(hid_t dataset, const std::string& shown, const std::string& what);
+// Refuses the object that link `name` points to when its header's first chunk declares more bytes than the
+// file has after it (HDF5 1.10.8 allocates the declared size before reading), before HDF5 loads it.
+void check_link_target(hid_t file, const std::string& name, const std::string& shown);
+// The same check for the root group, whose header H5Fopen loads: on the file's bytes, before it is opened.
+// `read(offset, bytes, out)` reads from the file (false: cannot); `size` is the file's size.
+void check_root_header(const std::function<bool(std::uint64_t, std::size_t, unsigned char*)>& read,
+                       std::uint64_t size, const std::string& shown);
 
 void require_attribute_storage(hid_t attribute, const std::string& shown, const std::string& what);
 

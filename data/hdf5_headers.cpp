@@ -38,6 +38,32 @@ struct Chunk {
   std::uint64_t address = 0, length = 0;
 };
 
+// An object header's prefix: version 1 {1, 0, messages (2), references (4), chunk size (4), 4 reserved};
+// version 2 {"OHDR", 2, flags, [4 times of 4 bytes], [2 attribute limits of 2 bytes], chunk size (1, 2, 4 or
+// 8 bytes)}. `area` is where chunk 0's messages start (from the prefix's start), `length` their bytes.
+struct Prefix {
+  unsigned version = 0;
+  bool creation_order = false;
+  std::uint64_t area = 0, length = 0;
+  std::uint64_t chunk0() const { return area + length + (version == 2 ? 4 : 0); }  // version 2: + checksum
+};
+constexpr std::size_t kPrefixBytes = 16 + 16 + 4 + 8;
+
+std::optional<Prefix> parse_prefix(const unsigned char* b) {  // kPrefixBytes bytes
+  Prefix p;
+  if (std::memcmp(b, "OHDR", 4) == 0 && b[4] == 2) {
+    const unsigned flags = b[5];
+    const std::size_t at = 6 + ((flags & 0x20) ? 16 : 0) + ((flags & 0x10) ? 4 : 0);
+    const std::size_t width = std::size_t(1) << (flags & 0x03);
+    p = {2, (flags & 0x04) != 0, at + width, little_endian(b + at, width)};
+  } else if (b[0] == 1) {
+    p = {1, false, 16, little_endian(b + 8, 4)};
+  } else {
+    return std::nullopt;
+  }
+  return p;
+}
+
 // Elements of a dataspace message (version 1: rank 0 is a scalar; version 2: type 0 scalar, 1 simple, 2
 // null), or nullopt for a message too damaged to say.
 std::optional<std::uint64_t> dataspace_count(const unsigned char* s, std::uint64_t size,
@@ -98,13 +124,21 @@ void check_attribute(const unsigned char* p, std::uint64_t size, const FileLayou
                           *count, *element, size - value_at));
 }
 
+// Where a header is read from: an open file (FileBytes) or, before HDF5 opens it, the file's bytes. `read`
+// reads inside [0, size) only; `damaged` makes the refusal.
+struct Source {
+  std::function<void(std::uint64_t offset, std::size_t bytes, unsigned char* out)> read;
+  std::uint64_t size = 0;
+  std::function<InputError(const std::string&)> damaged;
+};
+
 // One unshared message of a header: its type and bytes.
 using Visit = std::function<void(unsigned type, const unsigned char* data, std::uint64_t size)>;
 
 // The messages of one chunk's message area [begin, end) of `bytes` (version 1 or 2 layout); continuation
 // messages append their chunks to `chunks`, other unshared messages go to `visit`.
 void walk_messages(const std::vector<unsigned char>& bytes, std::size_t begin, std::size_t end,
-                   unsigned version, bool creation_order, const FileLayout& layout, const FileBytes& file,
+                   unsigned version, bool creation_order, const FileLayout& layout, const Source& file,
                    const std::string& what, std::vector<Chunk>& chunks, const Visit& visit) {
   const std::size_t header = version == 1 ? 8 : (creation_order ? 6 : 4);
   std::size_t p = begin;
@@ -139,6 +173,54 @@ struct Header {
   std::vector<Message> messages;
 };
 
+// Reads the header at file offset `at` (all chunks; continuation addresses count from `layout.userblock`) and
+// returns its unshared messages. HDF5 1.10.8 allocates each chunk at its declared size before reading it
+// (gigabytes for a few-KB damaged file): a chunk that runs past the end of the file is refused first.
+std::vector<Message> read_header(const Source& src, std::uint64_t at, const FileLayout& layout,
+                                 const std::string& what) {
+  if (at >= src.size)
+    throw src.damaged(fmt::format("{}: its object header lies past the end of the file", what));
+  std::vector<unsigned char> head(kPrefixBytes);
+  src.read(at, static_cast<std::size_t>(std::min<std::uint64_t>(head.size(), src.size - at)), head.data());
+  const auto prefix = parse_prefix(head.data());
+  if (!prefix) throw src.damaged(fmt::format("{}: an object header of unknown version", what));
+  const auto [version, creation_order, area, length] = *prefix;
+  std::vector<Message> messages;
+  std::vector<Chunk> chunks{{at, prefix->chunk0()}};
+  std::set<std::uint64_t> seen;
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    if (chunks.size() > kMaxChunks)
+      throw src.damaged(fmt::format("{}: an object header of more than {} chunks", what, kMaxChunks));
+    const Chunk c = chunks[i];
+    const std::uint64_t start = i == 0 ? c.address : layout.userblock + c.address;
+    if (!seen.insert(start).second)
+      throw src.damaged(fmt::format("{}: an object header whose chunks form a loop", what));
+    if (start > src.size || c.length > src.size - start)
+      throw src.damaged(fmt::format("{}: an object header chunk of {} bytes runs past the end of the file",
+                                    what, c.length));
+    if (c.length > kMaxChunkBytes)
+      throw src.damaged(fmt::format("{}: an object header chunk of {} bytes", what, c.length));
+    std::vector<unsigned char> chunk(c.length);
+    src.read(start, chunk.size(), chunk.data());
+    std::size_t begin = i == 0 ? area : 0, end = chunk.size();
+    if (version ==
+        2) {  // continuation chunks: "OCHK", messages, checksum; every chunk ends with its checksum
+      if (chunk.size() < area + 4 ||
+          (i > 0 && (chunk.size() < 8 || std::memcmp(chunk.data(), "OCHK", 4) != 0)))
+        throw src.damaged(fmt::format("{}: an object header chunk without its signature or checksum", what));
+      begin = i == 0 ? area : 4;
+      end = chunk.size() - 4;
+    } else if (chunk.size() < begin) {
+      throw src.damaged(fmt::format("{}: an object header chunk shorter than its prefix", what));
+    }
+    walk_messages(chunk, begin, end, version, creation_order, layout, src, what, chunks,
+                  [&](unsigned type, const unsigned char* data, std::uint64_t size) {
+                    messages.push_back({type, std::vector<unsigned char>(data, data + size)});
+                  });
+  }
+  return messages;
+}
+
 // Reads `object`'s header (all chunks) and returns its unshared messages; `check` then runs on them with the
 // file's bytes at hand for its messages. Only files open read-only are checked: a file open for writing is
 // nfmimo's own output (or its partial output, resumed), and its newest header may still be in HDF5's cache.
@@ -163,63 +245,11 @@ void check_header(hid_t object, const std::string& shown, const std::string& wha
 #endif
   if (address == HADDR_UNDEF) throw InputError(fmt::format("{}: cannot read {}", shown, what));
   const FileBytes bytes(file.get(), shown, part);
-
-  // The prefix: version 1 {1, 0, messages (2), references (4), chunk size (4), 4 reserved}; version 2
-  // {"OHDR", 2, flags, [4 times of 4 bytes], [2 attribute limits of 2 bytes], chunk size (1, 2, 4 or 8
-  // bytes)}.
-  std::vector<unsigned char> prefix(16 + 16 + 4 + 8);
   const std::uint64_t at = layout.userblock + address;
-  if (at >= bytes.size())
-    throw bytes.damaged(fmt::format("{}: its object header lies past the end of the file", what));
-  bytes.read(at, static_cast<std::size_t>(std::min<std::uint64_t>(prefix.size(), bytes.size() - at)),
-             prefix.data());
-  unsigned version = 0;
-  bool creation_order = false;
-  std::uint64_t area = 0, length = 0;  // chunk 0's message area: offset from `at`, and length
-  if (std::memcmp(prefix.data(), "OHDR", 4) == 0 && prefix[4] == 2) {
-    version = 2;
-    const unsigned flags = prefix[5];
-    creation_order = flags & 0x04;
-    std::size_t p = 6 + ((flags & 0x20) ? 16 : 0) + ((flags & 0x10) ? 4 : 0);
-    const std::size_t width = std::size_t(1) << (flags & 0x03);
-    length = little_endian(&prefix[p], width);
-    area = p + width;
-  } else if (prefix[0] == 1) {
-    version = 1;
-    length = little_endian(&prefix[8], 4);
-    area = 16;
-  } else {
-    throw bytes.damaged(fmt::format("{}: an object header of unknown version", what));
-  }
-
-  if (length > kMaxChunkBytes)
-    throw bytes.damaged(fmt::format("{}: an object header chunk of {} bytes", what, length));
-  std::vector<Chunk> chunks{{at, area + length + (version == 2 ? 4 : 0)}};
-  std::set<std::uint64_t> seen;
-  for (std::size_t i = 0; i < chunks.size(); ++i) {
-    if (chunks.size() > kMaxChunks)
-      throw bytes.damaged(fmt::format("{}: an object header of more than {} chunks", what, kMaxChunks));
-    const Chunk c = chunks[i];
-    const std::uint64_t start = i == 0 ? c.address : layout.userblock + c.address;
-    if (!seen.insert(start).second)
-      throw bytes.damaged(fmt::format("{}: an object header whose chunks form a loop", what));
-    if (c.length > kMaxChunkBytes)
-      throw bytes.damaged(fmt::format("{}: an object header chunk of {} bytes", what, c.length));
-    std::vector<unsigned char> chunk(c.length);
-    bytes.read(start, chunk.size(), chunk.data());
-    std::size_t begin = i == 0 ? area : 0, end = chunk.size();
-    if (version ==
-        2) {  // continuation chunks: "OCHK", messages, checksum; every chunk ends with its checksum
-      if (i > 0 && (chunk.size() < 8 || std::memcmp(chunk.data(), "OCHK", 4) != 0))
-        throw bytes.damaged(fmt::format("{}: an object header continuation without its signature", what));
-      begin = i == 0 ? area : 4;
-      end = chunk.size() - 4;
-    }
-    walk_messages(chunk, begin, end, version, creation_order, layout, bytes, what, chunks,
-                  [&](unsigned type, const unsigned char* data, std::uint64_t size) {
-                    header.messages.push_back({type, std::vector<unsigned char>(data, data + size)});
-                  });
-  }
+  header.messages =
+      read_header(Source{[&](std::uint64_t o, std::size_t n, unsigned char* out) { bytes.read(o, n, out); },
+                         bytes.size(), [&](const std::string& why) { return bytes.damaged(why); }},
+                  at, layout, what);
   check(header, bytes);
 }
 
@@ -262,6 +292,67 @@ void check_dataset_layout(hid_t dataset, const std::string& shown, const std::st
           fmt::format("{}: a compact dataset declares {} values of {} bytes and holds {} bytes", what, *count,
                       *element, stored));
   });
+}
+
+void check_link_target(hid_t file, const std::string& name, const std::string& shown) {
+  // HDF5 1.10.8 allocates an object header's first chunk at the size its prefix declares before reading it:
+  // gigabytes for a few-KB damaged file (found by the fuzzers). The link gives the header's address without
+  // loading it; a first chunk that runs past the end of the file is refused before HDF5 loads it.
+  unsigned intent = 0;
+  if (H5Fget_intent(file, &intent) < 0 || (intent & H5F_ACC_RDWR)) return;  // nfmimo's own output: see above
+  haddr_t address = HADDR_UNDEF;
+#if H5_VERSION_GE(1, 12, 0)
+  H5L_info2_t link;
+  if (H5Lget_info2(file, name.c_str(), &link, H5P_DEFAULT) < 0 || link.type != H5L_TYPE_HARD) return;
+  if (H5VLnative_token_to_addr(file, link.u.token, &address) < 0) return;
+#else
+  H5L_info_t link;
+  if (H5Lget_info(file, name.c_str(), &link, H5P_DEFAULT) < 0 || link.type != H5L_TYPE_HARD) return;
+  address = link.u.address;
+#endif
+  const std::string what = fmt::format("object '{}'", name);
+  const FileLayout layout = file_layout(file, shown, what);
+  const FileBytes bytes(file, shown, "an object header's size");
+  if (address == HADDR_UNDEF)
+    throw bytes.damaged(fmt::format("{}: its object header lies past the end of the file", what));
+  (void)read_header(Source{[&](std::uint64_t o, std::size_t n, unsigned char* out) { bytes.read(o, n, out); },
+                           bytes.size(), [&](const std::string& why) { return bytes.damaged(why); }},
+                    layout.userblock + address, layout, what);
+}
+
+void check_root_header(const std::function<bool(std::uint64_t, std::size_t, unsigned char*)>& read,
+                       std::uint64_t size, const std::string& shown) {
+  // The superblock is at 0 or after a user block of 512, 1024, 2048, ... bytes. Format: HDF5 File Format
+  // Specification 3.0, II.A: version 0/1 {signature (8), version, 4 version bytes, offsets, lengths,
+  // reserved, 2 + 2 node sizes, flags (4), [version 1: 4], base, free space, end of file, driver, root entry
+  // {name offset, header address, ...}}; version 2/3 {signature, version, offsets, lengths, flags, base,
+  // extension, end of file, root header address, checksum}. Anything unexpected is left to HDF5, which
+  // refuses it.
+  static const unsigned char signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+  for (std::uint64_t start = 0; start + 64 <= size; start = start ? start * 2 : 512) {
+    unsigned char b[96] = {};
+    if (!read(start, static_cast<std::size_t>(std::min<std::uint64_t>(sizeof b, size - start)), b)) return;
+    if (std::memcmp(b, signature, 8) != 0) continue;
+    const unsigned version = b[8];
+    const std::size_t offsets = version <= 1 ? b[13] : b[9];
+    if (version > 3 || (offsets != 2 && offsets != 4 && offsets != 8)) return;
+    const std::size_t field = version <= 1 ? (version == 0 ? 24 : 28) + 5 * offsets : 12 + 3 * offsets;
+    if (field + offsets > sizeof b) return;
+    const std::uint64_t address = little_endian(b + field, offsets);
+    const std::size_t lengths = version <= 1 ? b[14] : b[10];
+    if (lengths != 2 && lengths != 4 && lengths != 8) return;
+    // Addresses count from the superblock (HDF5 writes a base address of 0 and skips a user block before it).
+    const FileLayout layout{offsets, lengths, start};
+    const Source src{[&](std::uint64_t o, std::size_t n, unsigned char* out) {
+                       if (!read(o, n, out)) throw InputError(fmt::format("{}: cannot be read", shown));
+                     },
+                     size,
+                     [&](const std::string& why) {
+                       return InputError(fmt::format("{}: damaged HDF5 file: {}", shown, why));
+                     }};
+    (void)read_header(src, start + address, layout, "the root group");
+    return;
+  }
 }
 
 }  // namespace nfmimo::h5

@@ -219,6 +219,41 @@ TEST_P(DamagedHeaderTest, CompactDatasetWithMoreValuesThanItHolds) {
       << why;
 }
 
+// A header whose first chunk declares gigabytes: HDF5 1.10.8 allocated them before reading (the fuzzers' 2-13
+// GB allocations from 12 KB files). Refused before HDF5 loads the header: the root group's before H5Fopen,
+// another object's when its link is followed.
+TEST_P(DamagedHeaderTest, HeaderChunkPastTheEndOfTheFile) {
+  const auto header_of = [&](const char* name) {
+    h5::Handle file(H5Fopen(path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+    H5L_info_t link;
+    EXPECT_GE(H5Lget_info(file.get(), name, &link, H5P_DEFAULT), 0);
+    return static_cast<std::size_t>(link.u.address);
+  };
+  const std::size_t data = header_of("data");
+  // The root group's header address: superblock version 0, 8-byte offsets, field at 24 + 5 x 8.
+  ASSERT_EQ(bytes_[8], 0);
+  const std::size_t root = get_le(&bytes_[64], 8);
+  ASSERT_EQ(bytes_[root], 1);  // version-1 headers: the first chunk's size at byte 8
+  ASSERT_EQ(bytes_[data], 1);
+
+  auto damaged = bytes_;
+  put_le(&damaged[root + 8], 4, 0xF0000000u);
+  std::string why = refusal(damaged);
+  EXPECT_NE(
+      why.find("damaged.h5: damaged HDF5 file: the root group: an object header chunk of 4026531856 bytes "
+               "runs past the end of the file"),
+      std::string::npos)
+      << why;
+
+  damaged = bytes_;
+  put_le(&damaged[data + 8], 4, 0xF0000000u);
+  why = refusal(damaged, "data");
+  EXPECT_NE(
+      why.find("object 'data': an object header chunk of 4026531856 bytes runs past the end of the file"),
+      std::string::npos)
+      << why;
+}
+
 INSTANTIATE_TEST_SUITE_P(HeaderVersions, HeaderTest, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "Version2" : "Version1"; });
 INSTANTIATE_TEST_SUITE_P(HeaderVersion1, DamagedHeaderTest, ::testing::Values(false),
