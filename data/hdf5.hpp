@@ -156,8 +156,8 @@ std::vector<std::string> read_string_values(hid_t attribute, const std::string& 
 // 1.10.8 copies an attribute's declared value size out of the message without comparing it with the message's
 // size. A damaged header is an InputError naming `shown` (the file) and `what` (the object).
 void check_attribute_messages(hid_t object, const std::string& shown, const std::string& what);
-// Checks that a compact dataset's layout message holds the values its dataspace and datatype declare (HDF5
-// 1.10.8 copies the declared size out of it). Same file and messages as above.
+// Checks that a compact or contiguous dataset stores the values its dataspace and datatype declare
+// (HDF5 1.10.8 copies the declared size out of what is stored). Same file and messages as above.
 void check_dataset_layout(hid_t dataset, const std::string& shown, const std::string& what);
 // Refuses the object that link `name` points to when its header's first chunk declares more bytes than the
 // file has after it (HDF5 1.10.8 allocates the declared size before reading), before HDF5 loads it.

@@ -253,6 +253,58 @@ void check_header(hid_t object, const std::string& shown, const std::string& wha
   check(header, bytes);
 }
 
+// A dataset's storage against its dataspace and datatype. HDF5 1.10.8 reads a compact dataset (its values
+// stored in the layout message itself) or a contiguous one (through a sieve buffer of the stored size) by the
+// dataspace's element count times the datatype's size, whatever is stored, and copies a compact dataset's
+// declared bytes out of the message when it decodes it: a damaged message makes it copy from past the buffer
+// (a SEGV in H5VM_memcpyvv; h5py crashes too). Layout message versions 1 and 2: {version, rank, class, 5
+// reserved, [address unless compact], rank x 4-byte dimensions, [compact: size (4), data]}; versions 3 and 4:
+// {version, class, compact: {size (2), data} | contiguous: {address, size}}. Chunked and virtual storage are
+// read through their own index by HDF5.
+void check_layout(const std::vector<Message>& messages, const FileLayout& layout,
+                  const std::function<InputError(const std::string&)>& damaged, const std::string& what) {
+  const Message *space = nullptr, *type = nullptr, *found = nullptr;
+  for (const Message& m : messages) {
+    if (m.type == kMessageDataspace) space = &m;
+    if (m.type == kMessageDatatype) type = &m;
+    if (m.type == kMessageLayout) found = &m;
+  }
+  if (!found || found->data.size() < 2) return;
+  const auto& l = found->data;
+  const std::size_t o = layout.sizeof_addr, n = layout.sizeof_size;
+  std::uint64_t stored = 0;
+  const char* kind = "";
+  if ((l[0] == 1 || l[0] == 2) && l.size() >= 8 && l[2] == 0) {
+    const std::size_t at = 8 + 4 * std::size_t(l[1]);  // the compact size after the dimensions
+    if (l.size() < at + 4 || little_endian(&l[at], 4) > l.size() - at - 4)
+      throw damaged(fmt::format("{}: a compact layout that declares more bytes than it holds", what));
+    stored = little_endian(&l[at], 4);
+    kind = "compact";
+  } else if ((l[0] == 3 || l[0] == 4) && l[1] == 0) {
+    if (l.size() < 4 || little_endian(&l[2], 2) > l.size() - 4)
+      throw damaged(fmt::format("{}: a compact layout that declares more bytes than it holds", what));
+    stored = little_endian(&l[2], 2);
+    kind = "compact";
+  } else if ((l[0] == 3 || l[0] == 4) && l[1] == 1) {
+    if (l.size() < 2 + o + n)
+      throw damaged(fmt::format("{}: a contiguous layout message of {} bytes", what, l.size()));
+    if (little_endian(&l[2], o) == (o == 8 ? UINT64_MAX : (std::uint64_t(1) << (8 * o)) - 1))
+      return;  // no storage allocated: HDF5 returns the fill value and reads nothing
+    stored = little_endian(&l[2 + o], n);
+    kind = "contiguous";
+  } else {
+    return;
+  }
+  if (!space || !type) return;  // shared (a committed datatype): left to HDF5
+  const auto count = dataspace_count(space->data.data(), space->data.size(), n);
+  const auto element = datatype_size(type->data.data(), type->data.size(), o);
+  if (!count || !element)
+    throw damaged(fmt::format("{}: a dataspace or datatype message that cannot be read", what));
+  if (*count != 0 && *element > stored / *count)
+    throw damaged(fmt::format("{}: a {} dataset declares {} values of {} bytes and holds {} bytes", what,
+                              kind, *count, *element, stored));
+}
+
 }  // namespace
 
 void check_attribute_messages(hid_t object, const std::string& shown, const std::string& what) {
@@ -265,32 +317,9 @@ void check_attribute_messages(hid_t object, const std::string& shown, const std:
 }
 
 void check_dataset_layout(hid_t dataset, const std::string& shown, const std::string& what) {
-  // HDF5 1.10.8 reads a compact dataset (its values stored in the layout message itself) by the dataspace's
-  // element count times the datatype's size, whatever the message holds: a damaged dataspace makes H5Dread
-  // copy from past the header's buffer (a SEGV in H5VM_memcpyvv; h5py crashes too). Layout message versions 3
-  // and 4: {version, class (0: compact), size (2), data}.
   check_header(dataset, shown, what, "a dataset's layout", [&](const Header& h, const FileBytes& bytes) {
-    const Message *space = nullptr, *type = nullptr, *layout = nullptr;
-    for (const Message& m : h.messages) {
-      if (m.type == kMessageDataspace) space = &m;
-      if (m.type == kMessageDatatype) type = &m;
-      if (m.type == kMessageLayout) layout = &m;
-    }
-    if (!layout || layout->data.size() < 2 || (layout->data[0] != 3 && layout->data[0] != 4) ||
-        layout->data[1] != 0)
-      return;  // not compact (or an old layout version, which nfmimo never writes): HDF5 reads from the file
-    if (layout->data.size() < 4 || 4 + little_endian(&layout->data[2], 2) > layout->data.size())
-      throw bytes.damaged(fmt::format("{}: a compact layout that declares more bytes than it holds", what));
-    const std::uint64_t stored = little_endian(&layout->data[2], 2);
-    if (!space || !type) return;  // shared (a committed datatype): left to HDF5
-    const auto count = dataspace_count(space->data.data(), space->data.size(), h.layout.sizeof_size);
-    const auto element = datatype_size(type->data.data(), type->data.size(), h.layout.sizeof_addr);
-    if (!count || !element)
-      throw bytes.damaged(fmt::format("{}: a dataspace or datatype message that cannot be read", what));
-    if (*count != 0 && *element > stored / *count)
-      throw bytes.damaged(
-          fmt::format("{}: a compact dataset declares {} values of {} bytes and holds {} bytes", what, *count,
-                      *element, stored));
+    check_layout(
+        h.messages, h.layout, [&](const std::string& why) { return bytes.damaged(why); }, what);
   });
 }
 
@@ -312,12 +341,17 @@ void check_link_target(hid_t file, const std::string& name, const std::string& s
 #endif
   const std::string what = fmt::format("object '{}'", name);
   const FileLayout layout = file_layout(file, shown, what);
-  const FileBytes bytes(file, shown, "an object header's size");
+  const FileBytes bytes(file, shown, "an object header, checked before HDF5 loads it");
   if (address == HADDR_UNDEF)
     throw bytes.damaged(fmt::format("{}: its object header lies past the end of the file", what));
-  (void)read_header(Source{[&](std::uint64_t o, std::size_t n, unsigned char* out) { bytes.read(o, n, out); },
-                           bytes.size(), [&](const std::string& why) { return bytes.damaged(why); }},
-                    layout.userblock + address, layout, what);
+  const auto damaged = [&](const std::string& why) { return bytes.damaged(why); };
+  const auto messages =
+      read_header(Source{[&](std::uint64_t o, std::size_t n, unsigned char* out) { bytes.read(o, n, out); },
+                         bytes.size(), damaged},
+                  layout.userblock + address, layout, what);
+  // A dataset's layout message is decoded when HDF5 opens it (a compact one's data copied then): checked
+  // here.
+  check_layout(messages, layout, damaged, what);
 }
 
 void check_root_header(const std::function<bool(std::uint64_t, std::size_t, unsigned char*)>& read,

@@ -62,6 +62,8 @@ void write_file(const fs::path& path, bool latest) {
   h5::Handle d(
       H5Dcreate2(file.get(), "data", H5T_IEEE_F32LE, vector.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
       H5Dclose);
+  const float data[4] = {5, 6, 7, 8};
+  H5Dwrite(d.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
   h5::Handle c(H5Acreate2(d.get(), "unit", H5T_STD_I64LE, scalar.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
   H5Awrite(c.get(), H5T_NATIVE_INT64, &one);
   // A compact dataset of 5 floats: its values live in its layout message.
@@ -143,6 +145,7 @@ TEST_P(HeaderTest, ValidHeadersPass) {
   EXPECT_EQ(f.int_attribute("data", "unit").value(), 7);
   EXPECT_FALSE(f.has_attribute("/", "absent"));
   EXPECT_EQ(f.read<float>("compact").data, (std::vector<float>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(f.read<float>("data").data, (std::vector<float>{5, 6, 7, 8}));
   h5::Handle root(H5Oopen(f.id(), "/", H5P_DEFAULT), H5Oclose);
   EXPECT_NO_THROW(h5::check_attribute_messages(root.get(), "a.h5", "object '/'"));
 }
@@ -213,7 +216,7 @@ TEST_P(DamagedHeaderTest, CompactDatasetWithMoreValuesThanItHolds) {
     why = e.what();
   }
   EXPECT_NE(
-      why.find("damaged.h5: damaged HDF5 file: dataset 'compact': a compact dataset declares 400000 values "
+      why.find("damaged.h5: damaged HDF5 file: object 'compact': a compact dataset declares 400000 values "
                "of 4 bytes and holds 20 bytes"),
       std::string::npos)
       << why;
@@ -250,6 +253,38 @@ TEST_P(DamagedHeaderTest, HeaderChunkPastTheEndOfTheFile) {
   why = refusal(damaged, "data");
   EXPECT_NE(
       why.find("object 'data': an object header chunk of 4026531856 bytes runs past the end of the file"),
+      std::string::npos)
+      << why;
+}
+
+// The same for a contiguous dataset: HDF5 read it through a sieve buffer of the stored size (a SEGV in
+// H5VM_memcpyvv found by the measurement fuzzer, reading a volume file's grid).
+TEST_P(DamagedHeaderTest, ContiguousDatasetWithMoreValuesThanItStores) {
+  h5::Handle file(H5Fopen(path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  H5L_info_t link;
+  ASSERT_GE(H5Lget_info(file.get(), "data", &link, H5P_DEFAULT), 0);
+  file.reset();
+  auto damaged = bytes_;
+  std::size_t found = 0;  // the dataset's version-1 dataspace: {1, rank 1, flags, 0, 4 reserved}, dimension 4
+  for (std::size_t i = link.u.address; i < link.u.address + 256 && i + 24 <= damaged.size(); ++i)
+    if (damaged[i] == 1 && damaged[i + 1] == 1 && get_le(&damaged[i + 4], 4) == 0 &&
+        get_le(&damaged[i + 8], 8) == 4) {
+      put_le(&damaged[i + 8], 8, 4000);
+      if (damaged[i + 2] & 1) put_le(&damaged[i + 16], 8, 4000);
+      ++found;
+    }
+  ASSERT_EQ(found, 1u);
+  const fs::path p = dir_ / "damaged.h5";
+  write_bytes(p, damaged);
+  std::string why;
+  try {
+    h5::File f(p.string(), h5::File::Mode::Read);
+    (void)f.read<float>("data");
+  } catch (const InputError& e) {
+    why = e.what();
+  }
+  EXPECT_NE(
+      why.find("object 'data': a contiguous dataset declares 4000 values of 4 bytes and holds 16 bytes"),
       std::string::npos)
       << why;
 }
