@@ -169,7 +169,7 @@ File::File(const std::string& path, Mode mode, const std::string& shown)
     const auto* image = static_cast<const unsigned char*>(t_file_image.data);
     check_root_header(
         [&](std::uint64_t offset, std::size_t bytes, unsigned char* out) {
-          std::memcpy(out, image + offset, bytes);  // check_root_header reads inside `size` only
+          if (bytes) std::memcpy(out, image + offset, bytes);  // check_root_header reads inside `size` only
           return true;
         },
         t_file_image.size, path);

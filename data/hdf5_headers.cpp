@@ -92,6 +92,87 @@ std::optional<std::uint64_t> datatype_size(const unsigned char* t, std::uint64_t
   return element;
 }
 
+// The bytes a datatype message's encoding takes, parsed as HDF5's decoder does, or nullopt when it runs past
+// `size` or a name in it is not terminated inside: HDF5 1.10.8 copies compound and enum member names with
+// strdup, reading past the header's buffer for an unterminated one (found by the fuzzers: a string type
+// damaged into an enum). Format: HDF5 File Format Specification 3.0, IV.A.2.d.
+std::optional<std::uint64_t> datatype_bytes(const unsigned char* t, std::uint64_t size, int depth = 0) {
+  if (size < 8 || depth > 16) return std::nullopt;
+  const unsigned cls = t[0] & 0x0F, version = t[0] >> 4;
+  const std::uint64_t members = little_endian(t + 1, 2), element = little_endian(t + 4, 4);
+  std::uint64_t p = 8;
+  const auto name = [&](bool padded) {  // a NUL-terminated name at p, padded to 8 bytes in versions 1 and 2
+    const void* end = p < size ? std::memchr(t + p, 0, size - p) : nullptr;
+    if (!end) return false;
+    const std::uint64_t n = static_cast<const unsigned char*>(end) - (t + p) + 1;
+    p += padded ? round8(n) : n;
+    return p <= size;
+  };
+  const auto nested = [&]() {
+    if (p > size) return false;
+    const auto n = datatype_bytes(t + p, size - p, depth + 1);
+    if (!n) return false;
+    p += *n;
+    return true;
+  };
+  switch (cls) {
+    case 0:
+      p += 4;
+      break;  // fixed point: offset, precision
+    case 1:
+      p += 12;
+      break;  // floating point
+    case 2:
+      p += 2;
+      break;  // time
+    case 3:
+    case 7:
+      break;  // string, reference
+    case 4:
+      p += 4;
+      break;  // bitfield
+    case 5:
+      p += t[1];
+      break;  // opaque: its tag's length
+    case 6:   // compound
+      for (std::uint64_t i = 0; i < members; ++i) {
+        if (!name(version < 3)) return std::nullopt;
+        if (version < 3) {
+          p += 4 + (version == 1 ? 28 : 0);  // byte offset; version 1: dimensionality, permutation, 4 sizes
+        } else {
+          std::uint64_t width = 1;  // the byte offset takes as many bytes as the compound's size needs
+          while (width < 4 && (element >> (8 * width)) != 0) ++width;
+          p += width;
+        }
+        if (!nested()) return std::nullopt;
+      }
+      break;
+    case 8: {  // enum: base type, names, values
+      if (!nested()) return std::nullopt;
+      const std::uint64_t base = little_endian(t + 8 + 4, 4);
+      for (std::uint64_t i = 0; i < members; ++i)
+        if (!name(version < 3)) return std::nullopt;
+      if (members && base > (size - std::min(p, size)) / members) return std::nullopt;
+      p += members * base;
+      break;
+    }
+    case 9:  // variable length: base type
+      if (!nested()) return std::nullopt;
+      break;
+    case 10: {  // array: rank, [3 reserved], dimensions, [permutation], base type
+      if (p >= size) return std::nullopt;
+      const std::uint64_t rank = t[p];
+      p += (version < 3 ? 4 : 1) + 4 * rank + (version < 3 ? 4 * rank : 0);
+      if (!nested()) return std::nullopt;
+      break;
+    }
+    default:
+      return std::nullopt;
+  }
+  if (p > size) return std::nullopt;
+  return p;
+}
+
 // One attribute message's bytes [p, p + size): its parts must lie inside it, and so must its value.
 void check_attribute(const unsigned char* p, std::uint64_t size, const FileLayout& layout,
                      const FileBytes& file, const std::string& what) {
@@ -115,6 +196,7 @@ void check_attribute(const unsigned char* p, std::uint64_t size, const FileLayou
   // and HDF5 reads it from that message. nfmimo never writes these; they are left to HDF5.
   if (flags & 0x03) return;
   const unsigned char* t = n + padded(name);
+  if (!datatype_bytes(t, type)) throw bad("an attribute's datatype does not fit in its message");
   const auto element = datatype_size(t, type, layout.sizeof_addr);
   const auto count = dataspace_count(t + padded(type), space, layout.sizeof_size);
   if (!element) throw bad("an attribute's datatype is shorter than a datatype message");
@@ -269,6 +351,8 @@ void check_layout(const std::vector<Message>& messages, const FileLayout& layout
     if (m.type == kMessageDatatype) type = &m;
     if (m.type == kMessageLayout) found = &m;
   }
+  if (type && !datatype_bytes(type->data.data(), type->data.size()))
+    throw damaged(fmt::format("{}: a datatype message that does not fit in its bytes", what));
   if (!found || found->data.size() < 2) return;
   const auto& l = found->data;
   const std::size_t o = layout.sizeof_addr, n = layout.sizeof_size;

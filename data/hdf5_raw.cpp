@@ -31,6 +31,7 @@ FileBytes::FileBytes(hid_t file, const std::string& shown, const std::string& pa
 
 void FileBytes::read(std::uint64_t offset, std::size_t bytes, unsigned char* out) const {
   if (offset > size_ || bytes > size_ - offset) throw damaged("a structure lies past the end of the file");
+  if (bytes == 0) return;  // `out` may be an empty vector's null data()
   if (memory_) {
     std::memcpy(out, memory_ + offset, bytes);
     return;
