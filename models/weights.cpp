@@ -110,8 +110,15 @@ Model read_header(const h5::File& f, const std::string& path) {
                     version, kWeightsFormatVersion));
   Model m;
   m.architecture = required_attribute(f.string_attribute("/", "architecture"), f, "architecture");
-  m.options.width = int(required_attribute(f.int_attribute("/", "width"), f, "width"));
-  m.options.blocks = int(required_attribute(f.int_attribute("/", "blocks"), f, "blocks"));
+  const long long width = required_attribute(f.int_attribute("/", "width"), f, "width");
+  const long long blocks = required_attribute(f.int_attribute("/", "blocks"), f, "blocks");
+  if (width < 0 || width > kMaxWidth || blocks < 0 || blocks > kMaxBlocks)
+    throw InputError(
+        fmt::format("{}: declares a network of width {} and {} blocks; nfmimo builds width 0..{} and "
+                    "0..{} blocks (the file is damaged, or not one `nfmimo train` wrote)",
+                    path, width, blocks, kMaxWidth, kMaxBlocks));
+  m.options.width = int(width);
+  m.options.blocks = int(blocks);
   m.normalisation = required_attribute(f.string_attribute("/", "normalisation"), f, "normalisation");
   if (m.normalisation != kSampleMaxNormalisation)
     throw InputError(fmt::format("{}: normalisation '{}' is not known (known: {})", path, m.normalisation,

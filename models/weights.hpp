@@ -18,6 +18,10 @@
 namespace nfmimo::nn {
 
 inline constexpr int kWeightsFormatVersion = 1;
+// The largest network options `train` accepts (--width, --blocks); a weights file declaring more is refused
+// before its network is built (a file declaring 8e8 blocks would otherwise build for minutes).
+inline constexpr long long kMaxWidth = 1024;
+inline constexpr long long kMaxBlocks = 256;
 
 // How a pipeline scales the physics stage's output before the network. "sample-max": each sample is divided
 // by its own largest magnitude (the only one defined so far).

@@ -319,3 +319,32 @@ TEST(HeaderFuzzFindings, AreRefusedByEveryReader) {
 }
 
 }  // namespace
+
+namespace {
+
+// A weights file declaring 838 860 801 ResNet blocks (and 225 parameters): nfmimo built that network before
+// comparing it with the stored parameters, for minutes (the weights fuzzer's timeouts). Refused before building.
+TEST(WeightsFuzzFindings, AHugeDeclaredNetworkIsRefusedBeforeItIsBuilt) {
+  const fs::path dir = fs::temp_directory_path() / ("nfmimo_huge_net_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const fs::path p = dir / "resnet.h5";
+  fs::copy_file(fs::path(NFMIMO_SOURCE_DIR) / "models" / "trained" / "deep2s-resnet_paper_k15_snr30.h5", p);
+  {
+    h5::File f(p.string(), h5::File::Mode::ReadWrite);
+    f.set_attribute("/", "blocks", 838860801LL);
+    f.close();
+  }
+  std::string why;
+  try {
+    (void)nn::read_model(p.string());
+  } catch (const InputError& e) {
+    why = e.what();
+  }
+  fs::remove_all(dir);
+  EXPECT_NE(why.find("declares a network of width 32 and 838860801 blocks; nfmimo builds width 0..1024 and "
+                     "0..256 blocks"),
+            std::string::npos)
+      << why;
+}
+
+}  // namespace

@@ -19,6 +19,7 @@
 #include "models/nn/architectures.hpp"
 #include "models/learned/denoiser.hpp"
 #include "models/training/trainer.hpp"
+#include "models/weights.hpp"
 #include "radar/error.hpp"
 #include "synthesizer/scene.hpp"
 #include "tools/commands.hpp"
@@ -97,9 +98,10 @@ void run_train(const TrainOptions& o, const CLI::App& c) {
           fmt::format("--freqs must be in 1..{} (got {})", kMaxNamedFrequencies, o.freqs));
   require(o.epochs >= 0 && o.epochs <= 1000000,
           fmt::format("--epochs must be in 0..1000000 (got {})", o.epochs));
-  require(o.width >= 0 && o.width <= 1024,
-          fmt::format("--width must be in 0..1024 (0: the default; got {})", o.width));
-  require(o.blocks >= 0 && o.blocks <= 256, fmt::format("--blocks must be in 0..256 (got {})", o.blocks));
+  require(o.width >= 0 && o.width <= nn::kMaxWidth,
+          fmt::format("--width must be in 0..{} (0: the default; got {})", nn::kMaxWidth, o.width));
+  require(o.blocks >= 0 && o.blocks <= nn::kMaxBlocks,
+          fmt::format("--blocks must be in 0..{} (got {})", nn::kMaxBlocks, o.blocks));
   require(o.patience >= 0, fmt::format("--patience must not be negative (got {})", o.patience));
   if (given("--val-count"))
     require(o.val_count >= 1 && o.val_count <= 1000000,
