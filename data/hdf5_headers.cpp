@@ -1,13 +1,15 @@
-// Attribute messages, checked before HDF5 decodes them.
+// Object headers, checked before HDF5 decodes them: chunk sizes, attribute, datatype and layout messages.
 //
 // An object's attributes are messages in its object header. Debian's HDF5 1.10.8 decodes every one of them on
 // H5Aexists, H5Aopen or H5Aiterate, and copies the attribute's value (element count x element size, both from
 // the message) without comparing it with the message's own size: a damaged dataspace or datatype makes it
-// read past the header's buffer (a heap overflow; h5py on the same library crashes too). The fuzzers met this
-// in every 20-second smoke (docs/reliability.md), so nfmimo walks the object header first, as HDF5's parser
-// does, and refuses the file when an attribute message does not hold what it declares. Format: HDF5 File
-// Format Specification 3.0, IV.A.1 (object header prefix, versions 1 and 2), IV.A.2.b (dataspace), IV.A.2.d
-// (datatype), IV.A.2.m (attribute) and IV.A.2.q (header continuation).
+// read past the header's buffer (a heap overflow; h5py on the same library crashes too). It trusts a header
+// chunk's declared size (allocating gigabytes for a small file), a compact or contiguous dataset's declared
+// storage, and the member names of compound and enum types in the same way. The fuzzers met each of these
+// (docs/reliability.md), so nfmimo walks the header first, as HDF5's parser does, and refuses the file when a
+// part does not hold what it declares. Format: HDF5 File Format Specification 3.0, II.A (superblock), IV.A.1
+// (object header prefix, versions 1 and 2), IV.A.2.b (dataspace), IV.A.2.d (datatype), IV.A.2.i (layout),
+// IV.A.2.m (attribute) and IV.A.2.q (header continuation).
 #include <cstring>
 #include <functional>
 #include <optional>
@@ -45,7 +47,10 @@ struct Prefix {
   unsigned version = 0;
   bool creation_order = false;
   std::uint64_t area = 0, length = 0;
-  std::uint64_t chunk0() const { return area + length + (version == 2 ? 4 : 0); }  // version 2: + checksum
+  std::uint64_t chunk0() const {  // version 2: + checksum; saturated, so a damaged length cannot wrap around
+    const std::uint64_t fixed = area + (version == 2 ? 4 : 0);
+    return length > UINT64_MAX - fixed ? UINT64_MAX : fixed + length;
+  }
 };
 constexpr std::size_t kPrefixBytes = 16 + 16 + 4 + 8;
 
