@@ -12,6 +12,7 @@
 #include <iterator>
 
 #include "data/hdf5.hpp"
+#include "tests/file_bytes.hpp"
 #include "data/measurement_file.hpp"
 #include "models/weights.hpp"
 #include "radar/error.hpp"
@@ -22,25 +23,10 @@ using namespace nfmimo;
 
 namespace {
 
-std::vector<unsigned char> read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_bytes(const fs::path& p, const std::vector<unsigned char>& b) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
-
-std::uint64_t get_le(const unsigned char* p, int n) {
-  std::uint64_t v = 0;
-  for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-
-void put_le(unsigned char* p, int n, std::uint64_t v) {
-  for (int i = 0; i < n; ++i, v >>= 8) p[i] = static_cast<unsigned char>(v & 0xff);
-}
+using test::get_le;
+using test::put_le;
+using test::read_bytes;
+using test::write_bytes;
 
 // Writes, with HDF5's own API, a root group holding a scalar integer, a 4-value integer array and a string
 // attribute, and a dataset with one attribute; `latest` makes version-2 object headers (checksummed).
@@ -121,18 +107,24 @@ class HeaderTest : public ::testing::TestWithParam<bool> {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  // The damaged copy's refusal message (empty when nothing was refused).
-  std::string refusal(const std::vector<unsigned char>& damaged, const std::string& object = "/") {
+  // The damaged copy's refusal message when `use` reads it (empty when nothing was refused).
+  std::string refusal(const std::vector<unsigned char>& damaged, const std::function<void(h5::File&)>& use) {
     const fs::path p = dir_ / "damaged.h5";
     write_bytes(p, damaged);
     try {
       h5::File f(p.string(), h5::File::Mode::Read);
-      (void)f.has_attribute(object, "count");
-      (void)f.int_attribute(object, "count");
+      use(f);
     } catch (const InputError& e) {
       return e.what();
     }
     return "";
+  }
+  // ... when its attribute 'count' of `object` is read.
+  std::string refusal(const std::vector<unsigned char>& damaged, const std::string& object = "/") {
+    return refusal(damaged, [&](h5::File& f) {
+      (void)f.has_attribute(object, "count");
+      (void)f.int_attribute(object, "count");
+    });
   }
 
   fs::path dir_, path_;
@@ -206,15 +198,7 @@ TEST_P(DamagedHeaderTest, CompactDatasetWithMoreValuesThanItHolds) {
       ++found;
     }
   ASSERT_EQ(found, 1u);
-  const fs::path p = dir_ / "damaged.h5";
-  write_bytes(p, damaged);
-  std::string why;
-  try {
-    h5::File f(p.string(), h5::File::Mode::Read);
-    (void)f.read<float>("compact");
-  } catch (const InputError& e) {
-    why = e.what();
-  }
+  const std::string why = refusal(damaged, [](h5::File& f) { (void)f.read<float>("compact"); });
   EXPECT_NE(
       why.find("damaged.h5: damaged HDF5 file: object 'compact': a compact dataset declares 400000 values "
                "of 4 bytes and holds 20 bytes"),
@@ -274,15 +258,7 @@ TEST_P(DamagedHeaderTest, ContiguousDatasetWithMoreValuesThanItStores) {
       ++found;
     }
   ASSERT_EQ(found, 1u);
-  const fs::path p = dir_ / "damaged.h5";
-  write_bytes(p, damaged);
-  std::string why;
-  try {
-    h5::File f(p.string(), h5::File::Mode::Read);
-    (void)f.read<float>("data");
-  } catch (const InputError& e) {
-    why = e.what();
-  }
+  const std::string why = refusal(damaged, [](h5::File& f) { (void)f.read<float>("data"); });
   EXPECT_NE(
       why.find("object 'data': a contiguous dataset declares 4000 values of 4 bytes and holds 16 bytes"),
       std::string::npos)
@@ -323,7 +299,8 @@ TEST(HeaderFuzzFindings, AreRefusedByEveryReader) {
 namespace {
 
 // A weights file declaring 838 860 801 ResNet blocks (and 225 parameters): nfmimo built that network before
-// comparing it with the stored parameters, for minutes (the weights fuzzer's timeouts). Refused before building.
+// comparing it with the stored parameters, for minutes (the weights fuzzer's timeouts). Refused before
+// building.
 TEST(WeightsFuzzFindings, AHugeDeclaredNetworkIsRefusedBeforeItIsBuilt) {
   const fs::path dir = fs::temp_directory_path() / ("nfmimo_huge_net_" + std::to_string(::getpid()));
   fs::create_directories(dir);

@@ -11,6 +11,7 @@
 
 #include "data/file_image.hpp"
 #include "data/hdf5.hpp"
+#include "tests/file_bytes.hpp"
 #include "radar/error.hpp"
 
 namespace fs = std::filesystem;
@@ -19,25 +20,10 @@ using namespace nfmimo;
 
 namespace {
 
-std::vector<unsigned char> read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_bytes(const fs::path& p, const std::vector<unsigned char>& b) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
-
-std::uint64_t get_le(const unsigned char* p, int n) {
-  std::uint64_t v = 0;
-  for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-
-void put_le(unsigned char* p, int n, std::uint64_t v) {
-  for (int i = 0; i < n; ++i, v >>= 8) p[i] = static_cast<unsigned char>(v & 0xff);
-}
+using test::get_le;
+using test::put_le;
+using test::read_bytes;
+using test::write_bytes;
 
 class HeapTest : public ::testing::Test {
  protected:
