@@ -150,8 +150,6 @@ std::uint64_t available_memory();
 std::vector<std::string> read_string_values(hid_t attribute, const std::string& shown,
                                             const std::string& what);
 
-// Refuses (InputError) an attribute whose stored bytes are fewer than its values need: HDF5 1.10 would read
-// past them. Every attribute reader calls it before H5Aread.
 // Checks every attribute message in `object`'s header before HDF5 decodes them (data/hdf5_headers.cpp): HDF5
 // 1.10.8 copies an attribute's declared value size out of the message without comparing it with the message's
 // size. A damaged header is an InputError naming `shown` (the file) and `what` (the object).
@@ -159,14 +157,17 @@ void check_attribute_messages(hid_t object, const std::string& shown, const std:
 // Checks that a compact or contiguous dataset stores the values its dataspace and datatype declare
 // (HDF5 1.10.8 copies the declared size out of what is stored). Same file and messages as above.
 void check_dataset_layout(hid_t dataset, const std::string& shown, const std::string& what);
-// Refuses the object that link `name` points to when its header's first chunk declares more bytes than the
-// file has after it (HDF5 1.10.8 allocates the declared size before reading), before HDF5 loads it.
+// Walks the header of the object that link `name` points to before HDF5 loads it, and refuses a chunk that
+// runs past the end of the file (HDF5 1.10.8 allocates the declared size before reading), a datatype that
+// does not parse, or a dataset storing less than it declares (its layout is decoded when HDF5 opens it).
 void check_link_target(hid_t file, const std::string& name, const std::string& shown);
 // The same check for the root group, whose header H5Fopen loads: on the file's bytes, before it is opened.
 // `read(offset, bytes, out)` reads from the file (false: cannot); `size` is the file's size.
 void check_root_header(const std::function<bool(std::uint64_t, std::size_t, unsigned char*)>& read,
                        std::uint64_t size, const std::string& shown);
 
+// Refuses (InputError) an attribute whose stored bytes are fewer than its values need: HDF5 1.10 would read
+// past them. Every attribute reader calls it before H5Aread.
 void require_attribute_storage(hid_t attribute, const std::string& shown, const std::string& what);
 
 // Silences HDF5's own error printing (we report errors ourselves); called once by File.

@@ -413,9 +413,9 @@ void check_dataset_layout(hid_t dataset, const std::string& shown, const std::st
 }
 
 void check_link_target(hid_t file, const std::string& name, const std::string& shown) {
-  // HDF5 1.10.8 allocates an object header's first chunk at the size its prefix declares before reading it:
-  // gigabytes for a few-KB damaged file (found by the fuzzers). The link gives the header's address without
-  // loading it; a first chunk that runs past the end of the file is refused before HDF5 loads it.
+  // HDF5 1.10.8 allocates each header chunk at the size it declares before reading it (gigabytes for a few-KB
+  // damaged file, found by the fuzzers) and decodes the datatype and layout when a dataset is opened. The
+  // link gives the header's address without loading it: the header is walked and checked first.
   unsigned intent = 0;
   if (H5Fget_intent(file, &intent) < 0 || (intent & H5F_ACC_RDWR)) return;  // nfmimo's own output: see above
   haddr_t address = HADDR_UNDEF;

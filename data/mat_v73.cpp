@@ -69,6 +69,7 @@ class MatV73File final : public MatFile {
     if (!has(field)) throw InputError(fmt::format("{}: is missing", where(field)));
     const std::string p = hdf5_path(field);
     {
+      h5::check_link_target(file_.get(), p, path());  // before HDF5 loads the header and decodes the layout
       h5::Handle object(H5Oopen(file_.get(), p.c_str(), H5P_DEFAULT), H5Oclose);
       if (!object)
         throw InputError(fmt::format("{}: cannot be read (the file is truncated or corrupt)", where(field)));
