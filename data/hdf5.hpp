@@ -154,9 +154,6 @@ std::vector<std::string> read_string_values(hid_t attribute, const std::string& 
 // 1.10.8 copies an attribute's declared value size out of the message without comparing it with the message's
 // size. A damaged header is an InputError naming `shown` (the file) and `what` (the object).
 void check_attribute_messages(hid_t object, const std::string& shown, const std::string& what);
-// Checks that a compact or contiguous dataset stores the values its dataspace and datatype declare
-// (HDF5 1.10.8 copies the declared size out of what is stored). Same file and messages as above.
-void check_dataset_layout(hid_t dataset, const std::string& shown, const std::string& what);
 // Walks the header of the object that link `name` points to before HDF5 loads it, and refuses a chunk that
 // runs past the end of the file (HDF5 1.10.8 allocates the declared size before reading), a datatype that
 // does not parse, or a dataset storing less than it declares (its layout is decoded when HDF5 opens it).

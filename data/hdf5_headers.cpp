@@ -405,13 +405,6 @@ void check_attribute_messages(hid_t object, const std::string& shown, const std:
                });
 }
 
-void check_dataset_layout(hid_t dataset, const std::string& shown, const std::string& what) {
-  check_header(dataset, shown, what, "a dataset's layout", [&](const Header& h, const FileBytes& bytes) {
-    check_layout(
-        h.messages, h.layout, [&](const std::string& why) { return bytes.damaged(why); }, what);
-  });
-}
-
 void check_link_target(hid_t file, const std::string& name, const std::string& shown) {
   // HDF5 1.10.8 allocates each header chunk at the size it declares before reading it (gigabytes for a few-KB
   // damaged file, found by the fuzzers) and decodes the datatype and layout when a dataset is opened. The

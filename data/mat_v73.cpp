@@ -80,7 +80,6 @@ class MatV73File final : public MatFile {
     h5::Handle d(H5Dopen2(file_.get(), p.c_str(), H5P_DEFAULT), H5Dclose);
     if (!d)
       throw InputError(fmt::format("{}: cannot be opened (the file is truncated or corrupt)", where(field)));
-    h5::check_dataset_layout(d.get(), path(), fmt::format("field '{}'", field));
     MatArray a;
     a.matlab_class = string_attribute(d.get(), "MATLAB_class", field);
     h5::Handle space(H5Dget_space(d.get()), H5Sclose);
