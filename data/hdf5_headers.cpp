@@ -219,6 +219,12 @@ struct Source {
   std::function<InputError(const std::string&)> damaged;
 };
 
+// An open file's bytes as a Source.
+Source source_of(const FileBytes& bytes) {
+  return {[&bytes](std::uint64_t o, std::size_t n, unsigned char* out) { bytes.read(o, n, out); },
+          bytes.size(), [&bytes](const std::string& why) { return bytes.damaged(why); }};
+}
+
 // One unshared message of a header: its type and bytes.
 using Visit = std::function<void(unsigned type, const unsigned char* data, std::uint64_t size)>;
 
@@ -333,10 +339,7 @@ void check_header(hid_t object, const std::string& shown, const std::string& wha
   if (address == HADDR_UNDEF) throw InputError(fmt::format("{}: cannot read {}", shown, what));
   const FileBytes bytes(file.get(), shown, part);
   const std::uint64_t at = layout.userblock + address;
-  header.messages =
-      read_header(Source{[&](std::uint64_t o, std::size_t n, unsigned char* out) { bytes.read(o, n, out); },
-                         bytes.size(), [&](const std::string& why) { return bytes.damaged(why); }},
-                  at, layout, what);
+  header.messages = read_header(source_of(bytes), at, layout, what);
   check(header, bytes);
 }
 
@@ -426,14 +429,11 @@ void check_link_target(hid_t file, const std::string& name, const std::string& s
   const FileBytes bytes(file, shown, "an object header, checked before HDF5 loads it");
   if (address == HADDR_UNDEF)
     throw bytes.damaged(fmt::format("{}: its object header lies past the end of the file", what));
-  const auto damaged = [&](const std::string& why) { return bytes.damaged(why); };
-  const auto messages =
-      read_header(Source{[&](std::uint64_t o, std::size_t n, unsigned char* out) { bytes.read(o, n, out); },
-                         bytes.size(), damaged},
-                  layout.userblock + address, layout, what);
+  const Source src = source_of(bytes);
+  const auto messages = read_header(src, layout.userblock + address, layout, what);
   // A dataset's layout message is decoded when HDF5 opens it (a compact one's data copied then): checked
   // here.
-  check_layout(messages, layout, damaged, what);
+  check_layout(messages, layout, src.damaged, what);
 }
 
 void check_root_header(const std::function<bool(std::uint64_t, std::size_t, unsigned char*)>& read,
